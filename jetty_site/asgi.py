@@ -1,0 +1,19 @@
+"""ASGI entry point: ``daphne jetty_site.asgi:application`` serves HTTP and WebSockets."""
+
+import os
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "jetty_site.settings")
+
+from channels.routing import ProtocolTypeRouter  # noqa: E402
+from django.core.asgi import get_asgi_application  # noqa: E402
+
+django_asgi = get_asgi_application()
+
+from runs.gateway.asgi import GatewayRouter  # noqa: E402
+
+application = ProtocolTypeRouter(
+    {
+        # The model gateway's hot paths skip Django's request stack; everything else is plain Django.
+        "http": GatewayRouter(fallback=django_asgi),
+    }
+)

@@ -1,0 +1,134 @@
+"""Errors in OpenAI's shape, ``{"error": {"message", "type", "param", "code"}}``, for every API surface."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from rest_framework import exceptions as drf_exceptions
+from rest_framework.response import Response
+from rest_framework.views import exception_handler
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_TYPES = {
+    400: "invalid_request_error",
+    401: "invalid_request_error",
+    403: "permission_error",
+    404: "invalid_request_error",
+    405: "invalid_request_error",
+    409: "conflict_error",
+    413: "invalid_request_error",
+    415: "invalid_request_error",
+    422: "invalid_request_error",
+    429: "rate_limit_error",
+    500: "server_error",
+    502: "upstream_error",
+    503: "server_error",
+    504: "timeout_error",
+}
+
+
+def error_body(status: int, message: str, *, type: str | None = None, code: str | None = None,
+               param: str | None = None) -> dict[str, Any]:
+    return {"error": {"message": message, "type": type or DEFAULT_TYPES.get(status, "api_error"), "param": param,
+                      "code": code}}
+
+
+def error_response(status: int, message: str, *, type: str | None = None, code: str | None = None,
+                   param: str | None = None, headers: dict[str, str] | None = None) -> JsonResponse:
+    return JsonResponse(error_body(status, message, type=type, code=code, param=param), status=status,
+                        headers=headers)
+
+
+class ApiError(Exception):
+    """Raised anywhere under an API view to end the request with an OpenAI-shaped error."""
+
+    def __init__(self, status: int, message: str, *, code: str | None = None, param: str | None = None,
+                 type: str | None = None, headers: dict[str, str] | None = None):
+        super().__init__(message)
+        self.status, self.message, self.code, self.param, self.type = status, message, code, param, type
+        self.headers = headers or {}
+
+    def body(self) -> dict[str, Any]:
+        return error_body(self.status, self.message, type=self.type, code=self.code, param=self.param)
+
+    def response(self) -> JsonResponse:
+        return JsonResponse(self.body(), status=self.status, headers=self.headers)
+
+
+def _drf_code(exc: drf_exceptions.APIException) -> str:
+    codes = exc.get_codes()
+    if isinstance(codes, str):
+        return codes
+    return "invalid_request"
+
+
+def _drf_message(detail: Any) -> tuple[str, str | None]:
+    """Flatten DRF's nested error detail into one sentence and the first offending parameter."""
+    if isinstance(detail, dict):
+        for key, value in detail.items():
+            inner, _ = _drf_message(value)
+            return (f"{key}: {inner}" if key != "non_field_errors" else inner), str(key)
+    if isinstance(detail, list) and detail:
+        return _drf_message(detail[0])
+    return str(detail), None
+
+
+def drf_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    if isinstance(exc, ApiError):
+        return Response(exc.body(), status=exc.status, headers=exc.headers)
+    response = exception_handler(exc, context)
+    if response is None:
+        return None
+    if isinstance(exc, drf_exceptions.APIException):
+        message, param = _drf_message(exc.detail)
+        code = _drf_code(exc)
+        if isinstance(exc, (drf_exceptions.NotAuthenticated, drf_exceptions.AuthenticationFailed)):
+            response.status_code, code = 401, "invalid_api_key"
+        response.data = error_body(response.status_code, message, code=code, param=param)
+    return response
+
+
+def is_api_path(path: str) -> bool:
+    return path.startswith("/v1/") or path.startswith("/api/")
+
+
+class ApiErrorMiddleware:
+    """Under ``/v1`` and ``/api``, Django's own HTML 404/500 pages become OpenAI-shaped JSON errors."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        if is_api_path(request.path) and response.status_code >= 400 and not _is_json(response):
+            message = {404: f"Unknown URL: {request.method} {request.path}", 405: "Method not allowed"}.get(
+                response.status_code, "The server could not handle this request"
+            )
+            return error_response(response.status_code, message)
+        return response
+
+    def process_exception(self, request: HttpRequest, exc: Exception) -> HttpResponse | None:
+        if isinstance(exc, ApiError):
+            return exc.response()
+        if is_api_path(request.path):
+            logger.exception("unhandled error on %s", request.path)
+            return error_response(500, "Internal error; it has been logged", code="internal_error")
+        return None
+
+
+def _is_json(response: HttpResponse) -> bool:
+    return response.get("Content-Type", "").startswith("application/json")
+
+
+def parse_json_body(raw: bytes) -> dict[str, Any]:
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ApiError(400, f"We could not parse the JSON body of your request: {exc}", code="invalid_json")
+    if not isinstance(body, dict):
+        raise ApiError(400, "The request body must be a JSON object", code="invalid_json")
+    return body

@@ -1,0 +1,165 @@
+"""Organisations, their members, collections, API tokens and provider keys."""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import secrets
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+from . import crypto
+
+TOKEN_PREFIX = "jty_"
+
+
+def public_code(prefix: str) -> str:
+    return f"{prefix}_{secrets.token_hex(10)}"
+
+
+class Org(models.Model):
+    public_id = models.CharField(max_length=32, unique=True, editable=False)
+    name = models.CharField(max_length=100, unique=True)
+    # Glob patterns (``openai/*``, ``scripted/*``) of the models members may call; empty means all.
+    allowed_models = models.JSONField(default=list, blank=True)
+    created = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def save(self, *args, **kwargs):
+        if not self.public_id:
+            self.public_id = public_code("org")
+        super().save(*args, **kwargs)
+
+    def may_use_model(self, model: str) -> bool:
+        return not self.allowed_models or any(fnmatch.fnmatchcase(model, p) for p in self.allowed_models)
+
+
+class Role(models.TextChoices):
+    OWNER = "owner"
+    ADMIN = "admin"
+    MEMBER = "member"
+    VIEWER = "viewer"
+
+    @property
+    def can_write(self) -> bool:
+        return self != Role.VIEWER
+
+    @property
+    def can_manage(self) -> bool:
+        return self in (Role.OWNER, Role.ADMIN)
+
+
+class Membership(models.Model):
+    org = models.ForeignKey(Org, on_delete=models.CASCADE, related_name="memberships")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships")
+    role = models.CharField(max_length=10, choices=Role.choices, default=Role.MEMBER)
+    created = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["org", "user"], name="one_membership_per_org")]
+
+    def __str__(self) -> str:
+        return f"{self.user} in {self.org} ({self.role})"
+
+
+class Collection(models.Model):
+    """A namespace of tasks inside an org; tokens may be scoped to one."""
+
+    org = models.ForeignKey(Org, on_delete=models.CASCADE, related_name="collections")
+    name = models.SlugField(max_length=100)
+    description = models.TextField(blank=True)
+    created = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["org", "name"], name="collection_name_per_org")]
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return f"{self.org}/{self.name}"
+
+
+class ApiTokenQuerySet(models.QuerySet["ApiToken"]):
+    def usable(self) -> ApiTokenQuerySet:
+        now = timezone.now()
+        return self.filter(revoked_at__isnull=True).filter(models.Q(expires_at__isnull=True) | models.Q(expires_at__gt=now))
+
+
+def hash_token(plain: str) -> str:
+    return hashlib.sha256(plain.encode()).hexdigest()
+
+
+class ApiToken(models.Model):
+    """A bearer token. The plain value is shown once at creation; only its SHA-256 is stored."""
+
+    LAST_USED_RESOLUTION = timedelta(minutes=1)
+
+    org = models.ForeignKey(Org, on_delete=models.CASCADE, related_name="tokens")
+    name = models.CharField(max_length=100, default="default")
+    prefix = models.CharField(max_length=16, editable=False, help_text="The first characters, to recognise it by.")
+    token_hash = models.CharField(max_length=64, unique=True, editable=False)
+    collection = models.ForeignKey(
+        Collection, null=True, blank=True, on_delete=models.CASCADE, related_name="tokens",
+        help_text="If set, the token only reaches this collection's tasks and runs.",
+    )
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    created = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    objects = ApiTokenQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created"]
+
+    def __str__(self) -> str:
+        return f"{self.prefix}… ({self.name})"
+
+    @classmethod
+    def generate(cls, org: Org, **fields) -> tuple[ApiToken, str]:
+        """Create a token and return it with its plain value, which is never stored."""
+        plain = TOKEN_PREFIX + secrets.token_urlsafe(32)
+        token = cls.objects.create(org=org, prefix=plain[:12], token_hash=hash_token(plain), **fields)
+        return token, plain
+
+    @property
+    def is_active(self) -> bool:
+        return self.revoked_at is None and (self.expires_at is None or self.expires_at > timezone.now())
+
+
+class ProviderKey(models.Model):
+    """An org's credentials for one litellm provider, encrypted at rest; agents and logs never see them."""
+
+    org = models.ForeignKey(Org, on_delete=models.CASCADE, related_name="provider_keys")
+    provider = models.CharField(max_length=50, help_text="litellm provider name: openai, anthropic, gemini, …")
+    encrypted_key = models.TextField(editable=False)
+    api_base = models.URLField(blank=True, help_text="Override the provider's endpoint (self-hosted or proxy).")
+    model_names = models.JSONField(
+        default=list, blank=True, help_text="Model names to list for this provider (beyond litellm's catalogue)."
+    )
+    created = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["org", "provider"], name="one_key_per_provider")]
+
+    def __str__(self) -> str:
+        return f"{self.provider} key of {self.org}"
+
+    def set_key(self, plain: str) -> None:
+        self.encrypted_key = crypto.encrypt(plain)
+
+    def get_key(self) -> str:
+        return crypto.decrypt(self.encrypted_key)
+
+    @property
+    def masked(self) -> str:
+        plain = self.get_key()
+        return f"{plain[:3]}…{plain[-4:]}" if len(plain) > 10 else "…"

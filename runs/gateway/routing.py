@@ -1,0 +1,117 @@
+"""Who is calling, which provider serves the model they named, and with which credentials.
+
+Resolved in one synchronous step (one thread hop from the event loop): the token, the org's rules, litellm's
+provider resolution and the org's provider key.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from dataclasses import dataclass
+
+import litellm
+from django.db import InterfaceError, OperationalError, close_old_connections
+
+from orgs.api_errors import ApiError
+from orgs.auth import Principal, principal_for
+from orgs.models import Collection, ProviderKey
+
+from . import scripted
+
+# Providers whose wire format *is* OpenAI's chat completions: the request is forwarded as the client sent it
+# (litellm has resolved the provider, endpoint and key). Every other provider goes through litellm.acompletion,
+# which translates the request.
+DIRECT_PROVIDERS = frozenset({"openai"})
+DEFAULT_API_BASES = {"openai": "https://api.openai.com/v1"}
+
+
+@dataclass(frozen=True)
+class Route:
+    model: str
+    provider: str
+    upstream_model: str
+    api_key: str | None
+    api_base: str | None
+    direct: bool
+
+
+@dataclass(frozen=True)
+class Caller:
+    principal: Principal
+    collection: Collection | None
+
+
+@functools.lru_cache(maxsize=4096)
+def provider_of(model: str) -> tuple[str, str]:
+    """(provider, the model name the provider knows) for a litellm model string, or ApiError 404."""
+    scripted.register()
+    try:
+        upstream_model, provider, _, _ = litellm.get_llm_provider(model)
+    except Exception:  # litellm raises BadRequestError or a bare Exception for strings it cannot place
+        raise ApiError(
+            404, f"The model `{model}` does not exist or no provider serves it. Use a litellm model string such "
+            "as `openai/gpt-4o-mini`, `anthropic/claude-sonnet-4-5` or `scripted/default`.",
+            code="model_not_found", param="model",
+        ) from None
+    return provider, upstream_model
+
+
+def resolve(plain_token: str | None, model: str, collection_name: str | None, direct_enabled: bool) -> tuple[Caller, Route]:
+    for attempt in (1, 2):
+        try:
+            return _resolve(plain_token, model, collection_name, direct_enabled)
+        except (OperationalError, InterfaceError):
+            # The gateway bypasses Django's request signals, so a dropped database connection is noticed here.
+            close_old_connections()
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _resolve(plain_token: str | None, model: str, collection_name: str | None,
+             direct_enabled: bool) -> tuple[Caller, Route]:
+    principal = principal_for(plain_token)
+    if principal is None:
+        raise ApiError(401, "Incorrect API key provided, or it was revoked or has expired.", code="invalid_api_key")
+    collection = principal.collection
+    if collection_name is not None and (collection is None or collection.name != collection_name):
+        if collection is not None:
+            raise ApiError(404, f"Collection `{collection_name}` not found", code="not_found", param="jetty.collection")
+        collection = Collection.objects.filter(org=principal.org, name=collection_name).first()
+        if collection is None:
+            raise ApiError(404, f"Collection `{collection_name}` not found", code="not_found", param="jetty.collection")
+    provider, upstream_model = provider_of(model)
+    if not principal.org.may_use_model(model):
+        raise ApiError(404, f"The model `{model}` is not enabled for this organisation", code="model_not_found",
+                       param="model")
+    api_key = api_base = None
+    if provider != scripted.PROVIDER:
+        key = ProviderKey.objects.filter(org=principal.org, provider=provider).first()
+        if key is not None:
+            api_key, api_base = key.get_key(), key.api_base or None
+    direct = direct_enabled and provider in DIRECT_PROVIDERS
+    if direct:
+        api_key = api_key or os.environ.get(f"{provider.upper()}_API_KEY")
+        api_base = api_base or os.environ.get(f"{provider.upper()}_API_BASE") or DEFAULT_API_BASES[provider]
+        if not api_key:
+            raise ApiError(400, f"No API key for provider `{provider}` is configured for this organisation",
+                           code="provider_not_configured", param="model")
+    route = Route(model=model, provider=provider, upstream_model=upstream_model, api_key=api_key,
+                  api_base=api_base, direct=direct)
+    return Caller(principal=principal, collection=collection), route
+
+
+def models_for(principal: Principal) -> list[dict[str, str]]:
+    """The models an org may call: the scripted ones, and each configured provider's catalogue."""
+    names: dict[str, str] = {m: scripted.PROVIDER for m in scripted.MODELS}
+    for key in ProviderKey.objects.filter(org=principal.org):
+        for name in key.model_names:
+            names.setdefault(name if "/" in name else f"{key.provider}/{name}", key.provider)
+        for name in sorted(litellm.models_by_provider.get(key.provider, [])):
+            names.setdefault(name if name.startswith(f"{key.provider}/") else f"{key.provider}/{name}", key.provider)
+    return [
+        {"id": name, "object": "model", "created": 0, "owned_by": owner}
+        for name, owner in names.items()
+        if principal.org.may_use_model(name)
+    ]

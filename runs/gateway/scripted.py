@@ -1,0 +1,171 @@
+"""The offline ``scripted`` model provider, registered through litellm's own custom-provider mechanism.
+
+It answers deterministically and instantly, so the whole platform runs without a provider key:
+- offered tools (and ``tool_choice`` not ``"none"``), and the last message is not a tool result: it calls the tool
+  ``tool_choice`` names, or the first one, with arguments filled from the tool's JSON schema;
+- ``response_format`` asks for JSON: a JSON object (filled from the schema when one is given);
+- otherwise text: an echo of the last user message, or a note of the tool result it was given.
+``stop`` sequences cut the text, ``n`` gives that many choices, and usage counts whitespace-separated words.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import litellm
+from litellm import CustomLLM
+from litellm.types.utils import GenericStreamingChunk, ModelResponse
+
+PROVIDER = "scripted"
+MODELS = ("scripted/default", "scripted/alt")
+
+
+def _text_of(content: Any) -> str:
+    if isinstance(content, list):
+        return " ".join(str(p.get("text", "")) for p in content if isinstance(p, dict) and p.get("type") == "text")
+    return "" if content is None else str(content)
+
+
+def _words(messages: list[dict[str, Any]]) -> int:
+    return sum(len(_text_of(m.get("content")).split()) for m in messages)
+
+
+def _fill(schema: dict[str, Any], text: str) -> Any:
+    """A deterministic value matching a (simple) JSON schema."""
+    kind = schema.get("type")
+    if "enum" in schema:
+        return schema["enum"][0]
+    if kind == "object" or "properties" in schema:
+        props = schema.get("properties", {})
+        required = schema.get("required", list(props))
+        return {name: _fill(props.get(name, {}), text) for name in required}
+    if kind == "array":
+        return [_fill(schema.get("items", {}), text)]
+    if kind == "integer":
+        return 1
+    if kind == "number":
+        return 1.0
+    if kind == "boolean":
+        return True
+    return text
+
+
+class Turn:
+    """What the scripted model says to one request."""
+
+    def __init__(self, model: str, messages: list[dict[str, Any]], params: dict[str, Any]):
+        self.model = model
+        self.messages = messages
+        self.params = params
+        self.tool_call: dict[str, Any] | None = None
+        self.text = ""
+        self._decide()
+
+    def _decide(self) -> None:
+        last = self.messages[-1] if self.messages else {}
+        tools = self.params.get("tools") or []
+        choice = self.params.get("tool_choice")
+        user_text = next((_text_of(m.get("content")) for m in reversed(self.messages) if m.get("role") == "user"), "")
+        if tools and choice != "none" and last.get("role") != "tool":
+            function = tools[0].get("function", {})
+            if isinstance(choice, dict) and choice.get("function", {}).get("name"):
+                wanted = choice["function"]["name"]
+                function = next((t["function"] for t in tools if t.get("function", {}).get("name") == wanted), function)
+            arguments = _fill(function.get("parameters") or {"type": "object", "properties": {}}, user_text)
+            digest = hashlib.sha256(json.dumps(self.messages, sort_keys=True, default=str).encode()).hexdigest()
+            self.tool_call = {
+                "id": f"call_{digest[:24]}",
+                "type": "function",
+                "function": {"name": function.get("name", "tool"), "arguments": json.dumps(arguments)},
+            }
+            return
+        response_format = self.params.get("response_format") or {}
+        if last.get("role") == "tool":
+            reply = f"The tool returned: {_text_of(last.get('content'))[:500]}"
+        else:
+            reply = f"echo: {user_text}" if self.model != "alt" else f"alt says: {user_text}"
+        if response_format.get("type") == "json_schema":
+            schema = response_format.get("json_schema", {}).get("schema", {})
+            self.text = json.dumps(_fill(schema, reply))
+        elif response_format.get("type") == "json_object":
+            self.text = json.dumps({"answer": reply})
+        else:
+            self.text = self._cut(reply)
+
+    def _cut(self, text: str) -> str:
+        stop = self.params.get("stop")
+        for marker in [stop] if isinstance(stop, str) else stop or []:
+            if marker and marker in text:
+                text = text[: text.index(marker)]
+        return text
+
+    @property
+    def finish_reason(self) -> str:
+        return "tool_calls" if self.tool_call else "stop"
+
+    @property
+    def usage(self) -> dict[str, int]:
+        prompt = _words(self.messages)
+        completion = len(self.text.split()) + (8 if self.tool_call else 0)
+        return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+
+    def message(self) -> dict[str, Any]:
+        if self.tool_call:
+            return {"role": "assistant", "content": None, "tool_calls": [self.tool_call]}
+        return {"role": "assistant", "content": self.text}
+
+    def chunks(self) -> Iterator[GenericStreamingChunk]:
+        n = int(self.params.get("n") or 1)
+        for index in range(n):
+            if self.tool_call:
+                call = dict(self.tool_call, index=0)
+                yield GenericStreamingChunk(text="", tool_use=call, is_finished=False, finish_reason="", usage=None,
+                                            index=index)
+            else:
+                words = self.text.split(" ")
+                for i, word in enumerate(words):
+                    piece = word if i == len(words) - 1 else word + " "
+                    yield GenericStreamingChunk(text=piece, tool_use=None, is_finished=False, finish_reason="",
+                                                usage=None, index=index)
+        yield GenericStreamingChunk(text="", tool_use=None, is_finished=True, finish_reason=self.finish_reason,
+                                    usage=self.usage, index=0)
+
+
+class ScriptedLLM(CustomLLM):
+    """litellm handler for ``scripted/<name>`` models."""
+
+    def _turn(self, model: str, messages: list, optional_params: dict) -> Turn:
+        return Turn(model, messages, optional_params)
+
+    def completion(self, model, messages, api_base, custom_prompt_dict, model_response, print_verbose, encoding,
+                   api_key, logging_obj, optional_params, *args, **kwargs) -> ModelResponse:
+        turn = self._turn(model, messages, optional_params)
+        n = int(optional_params.get("n") or 1)
+        return ModelResponse(
+            id=f"chatcmpl-scripted-{int(time.time() * 1000)}",
+            model=f"{PROVIDER}/{model}",
+            choices=[{"index": i, "message": turn.message(), "finish_reason": turn.finish_reason} for i in range(n)],
+            usage=turn.usage,
+        )
+
+    async def acompletion(self, *args, **kwargs) -> ModelResponse:
+        return self.completion(*args, **kwargs)
+
+    def streaming(self, model, messages, api_base, custom_prompt_dict, model_response, print_verbose, encoding,
+                  api_key, logging_obj, optional_params, *args, **kwargs) -> Iterator[GenericStreamingChunk]:
+        yield from self._turn(model, messages, optional_params).chunks()
+
+    async def astreaming(self, model, messages, api_base, custom_prompt_dict, model_response, print_verbose, encoding,
+                         api_key, logging_obj, optional_params, *args, **kwargs) -> AsyncIterator[GenericStreamingChunk]:
+        for chunk in self._turn(model, messages, optional_params).chunks():
+            yield chunk
+
+
+def register() -> None:
+    """Add the provider to litellm once per process."""
+    if not any(item["provider"] == PROVIDER for item in litellm.custom_provider_map):
+        litellm.custom_provider_map.append({"provider": PROVIDER, "custom_handler": ScriptedLLM()})

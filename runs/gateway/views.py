@@ -1,0 +1,97 @@
+"""``POST /v1/chat/completions`` (passthrough mode) and ``GET /v1/models``, at the ASGI level."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+
+from orgs.api_errors import ApiError, parse_json_body
+from orgs.auth import bearer_value, principal_for
+
+from . import routing
+from .exchange import ClientGone, Exchange
+from .calls import Call, ChatRequest
+from .recorder import recorder
+from .upstream import forward_direct, forward_litellm
+
+logger = logging.getLogger(__name__)
+
+_resolve = sync_to_async(routing.resolve, thread_sensitive=True)
+
+
+def _token(exchange: Exchange) -> str:
+    token = bearer_value(exchange.headers.get("authorization"))
+    if token is None:
+        raise ApiError(401, "You didn't provide an API key. Send it as `Authorization: Bearer <token>`.",
+                       code="invalid_api_key")
+    return token
+
+
+async def chat_completions(exchange: Exchange) -> None:
+    try:
+        raw = await exchange.body(settings.JETTY_MAX_BODY_BYTES)
+        token = _token(exchange)
+        request = ChatRequest.parse(parse_json_body(raw))
+        caller, route = await _resolve(token, request.model, request.collection, settings.JETTY_GATEWAY_DIRECT)
+    except ApiError as error:
+        await exchange.respond_error(error)
+        return
+    except ClientGone:
+        return
+
+    call = Call(request=request, caller=caller, route=route)
+    run_headers = {"x-jetty-run-id": call.public_id}
+    forward = forward_direct if route.direct else forward_litellm
+    try:
+        outcome = await forward(exchange, call, run_headers)
+    except ClientGone:
+        recorder().submit(call.record(None, status_code=499, error="The client disconnected", cancelled=True))
+        return
+    except Exception as exc:
+        logger.exception("gateway call %s failed", call.public_id)
+        recorder().submit(call.record(None, status_code=500, error=f"Platform error: {exc}", error_kind="platform"))
+        if not exchange.started:
+            await exchange.respond_error(ApiError(500, "Internal error; it has been logged", code="internal_error"))
+        return
+
+    if outcome.error is not None:
+        error = outcome.error
+        recorder().submit(call.record(outcome.response, status_code=error.status, error=error.message,
+                                      error_kind="upstream"))
+        if exchange.started:  # the stream had begun: the error travels as a last event
+            try:
+                await exchange.stream(b"data: " + json.dumps(error.body()).encode() + b"\n\n")
+                await exchange.end_stream()
+            except ClientGone:
+                pass
+        else:
+            await exchange.respond_json(error.status, error.body(), {**error.headers, **run_headers})
+        return
+    recorder().submit(call.record(outcome.response, status_code=outcome.status_code))
+
+
+_principal = sync_to_async(principal_for, thread_sensitive=True)
+_models_for = sync_to_async(routing.models_for, thread_sensitive=True)
+
+
+async def models(exchange: Exchange) -> None:
+    try:
+        principal = await _principal(_token(exchange))
+        if principal is None:
+            raise ApiError(401, "Incorrect API key provided, or it was revoked or has expired.",
+                           code="invalid_api_key")
+        listing = await _models_for(principal)
+        path = exchange.scope["path"]
+        if path.startswith("/v1/models/"):
+            wanted = path.removeprefix("/v1/models/")
+            found = next((m for m in listing if m["id"] == wanted), None)
+            if found is None:
+                raise ApiError(404, f"The model `{wanted}` does not exist", code="model_not_found", param="model")
+            await exchange.respond_json(200, found)
+            return
+        await exchange.respond_json(200, {"object": "list", "data": listing})
+    except ApiError as error:
+        await exchange.respond_error(error)

@@ -1,0 +1,18 @@
+"""Every periodic task, in one place (Celery beat reads ``CELERY_BEAT_SCHEDULE``)."""
+
+from __future__ import annotations
+
+import enum
+
+
+class Queue(enum.StrEnum):
+    DEFAULT = "celery"
+
+
+CELERY_BEAT_SCHEDULE = {
+    "recover-gateway-spool": {
+        "task": "runs.tasks.recover_gateway_spool",
+        "schedule": 30.0,
+        "options": {"queue": Queue.DEFAULT, "expires": 25},
+    },
+}

@@ -1,0 +1,105 @@
+"""Write functions for trajectories. Each owns its transaction."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from django.db import transaction
+
+from .models import Event, Run
+
+
+def _ts(value: float | None) -> datetime | None:
+    return None if value is None else datetime.fromtimestamp(value, tz=UTC)
+
+
+@dataclass
+class EventRecord:
+    """An event as produced by whoever observed it; ``ts`` is seconds since the epoch."""
+
+    kind: str
+    ts: float
+    payload: dict[str, Any] = field(default_factory=dict)
+    span: str = ""
+    model: str = ""
+    provider: str = ""
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    cost_usd: float | None = None
+    latency_ms: int | None = None
+
+
+@dataclass
+class RunRecord:
+    """A finished run with all its events, written in one go (passthrough calls, ingested runs)."""
+
+    public_id: str
+    org_id: int
+    task: str
+    kind: str
+    status: str
+    created: float
+    events: list[EventRecord]
+    collection_id: int | None = None
+    model: str = ""
+    upstream_model: str = ""
+    provider: str = ""
+    agent: str = ""
+    error_kind: str = ""
+    error: str = ""
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    total_tokens: int = 0
+    cost_usd: float = 0.0
+    started_at: float | None = None
+    finished_at: float | None = None
+    token_prefix: str = ""
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RunRecord:
+        events = [EventRecord(**e) for e in data.get("events", [])]
+        return cls(**{**data, "events": events})
+
+
+def record_finished_runs(records: list[RunRecord]) -> int:
+    """Store finished runs and their events; idempotent on ``public_id``. Returns how many were new."""
+    if not records:
+        return 0
+    unique = {r.public_id: r for r in records}
+    with transaction.atomic():
+        existing = set(Run.objects.filter(public_id__in=list(unique)).values_list("public_id", flat=True))
+        fresh = [r for r in unique.values() if r.public_id not in existing]
+        runs = Run.objects.bulk_create([_run_row(r) for r in fresh])
+        events = [
+            _event_row(run, seq, e)
+            for run, record in zip(runs, fresh, strict=True)
+            for seq, e in enumerate(record.events, start=1)
+        ]
+        Event.objects.bulk_create(events, batch_size=500)
+    return len(fresh)
+
+
+def _run_row(r: RunRecord) -> Run:
+    return Run(
+        public_id=r.public_id, org_id=r.org_id, collection_id=r.collection_id, task=r.task, kind=r.kind,
+        status=r.status, model=r.model, upstream_model=r.upstream_model, provider=r.provider, agent=r.agent,
+        error_kind=r.error_kind, error=r.error, prompt_tokens=r.prompt_tokens, completion_tokens=r.completion_tokens,
+        total_tokens=r.total_tokens, cost_usd=Decimal(str(r.cost_usd)), created=_ts(r.created),
+        started_at=_ts(r.started_at), finished_at=_ts(r.finished_at), token_prefix=r.token_prefix,
+        metadata=r.metadata, last_seq=len(r.events),
+    )
+
+
+def _event_row(run: Run, seq: int, e: EventRecord) -> Event:
+    return Event(
+        run=run, seq=seq, kind=e.kind, span=e.span, ts=_ts(e.ts), payload=e.payload, model=e.model,
+        provider=e.provider, prompt_tokens=e.prompt_tokens, completion_tokens=e.completion_tokens,
+        cost_usd=None if e.cost_usd is None else Decimal(str(e.cost_usd)), latency_ms=e.latency_ms,
+    )

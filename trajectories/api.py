@@ -1,0 +1,103 @@
+"""``/api/v1/runs``: list, read and page through recorded runs and their events. Org-scoped throughout."""
+
+from __future__ import annotations
+
+from django.http import Http404
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import serializers
+from rest_framework.decorators import api_view
+from rest_framework.pagination import CursorPagination
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from orgs.api_errors import ApiError
+
+from .models import Run, RunStatus
+from .serializers import EventPageSerializer, EventSerializer, RunSerializer
+
+MAX_EVENTS_PAGE = 500
+
+
+def get_run_for(request: Request, public_id: str) -> Run:
+    """The one way API views load a run: scoped to the caller, 404 otherwise."""
+    run = Run.objects.for_principal(request.user).select_related("org", "collection").filter(
+        public_id=public_id).first()
+    if run is None:
+        raise Http404
+    return run
+
+
+class RunCursorPagination(CursorPagination):
+    ordering = ("-created", "-id")
+    page_size = 50
+    page_size_query_param = "limit"
+    max_page_size = 200
+
+
+RUN_FILTERS = [
+    OpenApiParameter("task", str, description="Only runs of this task"),
+    OpenApiParameter("model", str, description="Only runs of this model"),
+    OpenApiParameter("status", str, enum=list(RunStatus.values)),
+    OpenApiParameter("collection", str),
+    OpenApiParameter("agent", str),
+    OpenApiParameter("kind", str),
+    OpenApiParameter("limit", int, description="Page size (max 200)"),
+    OpenApiParameter("cursor", str, description="Opaque cursor from `next`/`previous`"),
+]
+
+
+@extend_schema(parameters=RUN_FILTERS, responses=RunSerializer(many=True), operation_id="runs_list")
+@api_view(["GET"])
+def run_list(request: Request) -> Response:
+    runs = Run.objects.for_principal(request.user).select_related("org", "collection")
+    status = request.query_params.get("status")
+    if status is not None and status not in RunStatus.values:
+        raise ApiError(400, f"`status` must be one of {', '.join(RunStatus.values)}", param="status",
+                       code="invalid_value")
+    for field in ("task", "model", "status", "agent", "kind"):
+        value = request.query_params.get(field)
+        if value:
+            runs = runs.filter(**{field: value})
+    if collection := request.query_params.get("collection"):
+        runs = runs.filter(collection__name=collection)
+    paginator = RunCursorPagination()
+    try:
+        page = paginator.paginate_queryset(runs, request)
+    except Exception as exc:  # DRF raises NotFound for a cursor it cannot decode
+        raise ApiError(400, "Invalid `cursor`", param="cursor", code="invalid_value") from exc
+    return paginator.get_paginated_response(RunSerializer(page, many=True).data)
+
+
+@extend_schema(responses=RunSerializer, operation_id="runs_retrieve")
+@api_view(["GET"])
+def run_detail(request: Request, public_id: str) -> Response:
+    return Response(RunSerializer(get_run_for(request, public_id)).data)
+
+
+class AfterQuery(serializers.Serializer):
+    after = serializers.IntegerField(min_value=0, default=0)
+    limit = serializers.IntegerField(min_value=1, max_value=MAX_EVENTS_PAGE, default=100)
+
+
+@extend_schema(
+    parameters=[
+        OpenApiParameter("after", OpenApiTypes.INT, description="Return events with seq greater than this"),
+        OpenApiParameter("limit", OpenApiTypes.INT, description=f"At most this many (max {MAX_EVENTS_PAGE})"),
+    ],
+    responses=EventPageSerializer,
+    operation_id="runs_events_list",
+)
+@api_view(["GET"])
+def run_events(request: Request, public_id: str) -> Response:
+    run = get_run_for(request, public_id)
+    query = AfterQuery(data=request.query_params)
+    query.is_valid(raise_exception=True)
+    after, limit = query.validated_data["after"], query.validated_data["limit"]
+    events = list(run.events.filter(seq__gt=after).order_by("seq")[: limit + 1])
+    page = events[:limit]
+    return Response({
+        "data": EventSerializer(page, many=True).data,
+        "has_more": len(events) > limit,
+        "next_after": page[-1].seq if page else after,
+    })

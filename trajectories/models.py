@@ -1,0 +1,159 @@
+"""What happened: run headers, their ordered event streams, and (later) artifacts and blobs.
+
+This app stores; it knows nothing of how runs execute. ``runs`` writes into it through ``actions``.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from django.db import models
+from django.utils import timezone
+
+from orgs.models import Collection, Org, public_code
+
+
+class RunStatus(models.TextChoices):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def is_final(self) -> bool:
+        return self in FINAL_STATUSES
+
+
+FINAL_STATUSES = frozenset({RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED})
+ALLOWED_MOVES: dict[str, frozenset[str]] = {
+    RunStatus.QUEUED: frozenset({RunStatus.RUNNING, RunStatus.FAILED, RunStatus.CANCELLED}),
+    # running -> queued: a stalled run handed back to the queue by the sweeper.
+    RunStatus.RUNNING: frozenset({RunStatus.QUEUED, *FINAL_STATUSES}),
+}
+
+
+class IllegalMove(Exception):
+    pass
+
+
+class RunKind(models.TextChoices):
+    CHAT = "chat", "Passthrough model call"
+    AGENT = "agent", "Agent run"
+    WORKFLOW = "workflow", "Workflow"
+
+
+class ErrorKind(models.TextChoices):
+    USER = "user", "User error (timeout, limits, bad input)"
+    UPSTREAM = "upstream", "Model provider error"
+    PLATFORM = "platform", "Platform fault"
+
+
+class RunQuerySet(models.QuerySet["Run"]):
+    def for_org(self, org: Org) -> RunQuerySet:
+        return self.filter(org=org)
+
+    def for_principal(self, principal) -> RunQuerySet:
+        """Runs the caller may see: its org's, and only one collection's for a collection-scoped token."""
+        runs = self.for_org(principal.org)
+        if principal.collection is not None:
+            runs = runs.filter(collection=principal.collection)
+        return runs
+
+
+class Run(models.Model):
+    public_id = models.CharField(max_length=32, unique=True, editable=False)
+    org = models.ForeignKey(Org, on_delete=models.CASCADE, related_name="runs")
+    collection = models.ForeignKey(Collection, null=True, blank=True, on_delete=models.SET_NULL, related_name="runs")
+    task = models.CharField(max_length=200, db_index=True)
+    kind = models.CharField(max_length=10, choices=RunKind.choices, default=RunKind.CHAT)
+    status = models.CharField(max_length=10, choices=RunStatus.choices, default=RunStatus.QUEUED, db_index=True)
+    model = models.CharField(max_length=200, blank=True, db_index=True)
+    upstream_model = models.CharField(max_length=200, blank=True)
+    provider = models.CharField(max_length=50, blank=True)
+    agent = models.CharField(max_length=50, blank=True)
+    error_kind = models.CharField(max_length=10, choices=ErrorKind.choices, blank=True)
+    error = models.TextField(blank=True)
+    prompt_tokens = models.PositiveIntegerField(default=0)
+    completion_tokens = models.PositiveIntegerField(default=0)
+    total_tokens = models.PositiveIntegerField(default=0)
+    cost_usd = models.DecimalField(max_digits=14, decimal_places=8, default=Decimal(0))
+    created = models.DateTimeField(default=timezone.now, db_index=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    token_prefix = models.CharField(max_length=16, blank=True, help_text="Which API token started the run.")
+    metadata = models.JSONField(default=dict, blank=True)
+    last_seq = models.PositiveIntegerField(default=0, help_text="Sequence number of the newest event.")
+
+    objects = RunQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created", "-id"]
+        indexes = [models.Index(fields=["org", "-created"]), models.Index(fields=["org", "task", "-created"])]
+
+    def __str__(self) -> str:
+        return self.public_id
+
+    def save(self, *args, **kwargs):
+        if not self.public_id:
+            self.public_id = public_code("run")
+        super().save(*args, **kwargs)
+
+    @property
+    def duration_s(self) -> float | None:
+        if self.started_at and self.finished_at:
+            return (self.finished_at - self.started_at).total_seconds()
+        return None
+
+    def move_to(self, status: str) -> None:
+        """Change state, refusing moves the state machine does not allow (final states are final)."""
+        if status == self.status:
+            return
+        if status not in ALLOWED_MOVES.get(self.status, frozenset()):
+            raise IllegalMove(f"run {self.public_id}: {self.status} -> {status} is not allowed")
+        self.status = status
+        now = timezone.now()
+        if status == RunStatus.RUNNING and self.started_at is None:
+            self.started_at = now
+        if status in FINAL_STATUSES:
+            self.finished_at = now
+
+
+class EventKind(models.TextChoices):
+    RUN_STATE = "run.state"
+    MODEL_CALL = "model.call"
+    AGENT_MESSAGE = "agent.message"
+    TOOL_CALL = "tool.call"
+    TOOL_RESULT = "tool.result"
+    COMMAND = "command"
+    FILE_CHANGE = "file.change"
+    LOG = "log"
+    STEP_START = "step.start"
+    STEP_END = "step.end"
+    JUDGE_VERDICT = "judge.verdict"
+    ERROR = "error"
+
+
+class Event(models.Model):
+    """One thing that happened in a run. ``seq`` is gap-free per run, starting at 1."""
+
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="events")
+    seq = models.PositiveIntegerField()
+    kind = models.CharField(max_length=20, choices=EventKind.choices)
+    span = models.CharField(max_length=100, blank=True)
+    ts = models.DateTimeField(default=timezone.now)
+    payload = models.JSONField(default=dict)
+    # Model calls carry their accounting in columns, so totals and dashboards need not open payloads.
+    model = models.CharField(max_length=200, blank=True)
+    provider = models.CharField(max_length=50, blank=True)
+    prompt_tokens = models.PositiveIntegerField(null=True, blank=True)
+    completion_tokens = models.PositiveIntegerField(null=True, blank=True)
+    cost_usd = models.DecimalField(max_digits=14, decimal_places=8, null=True, blank=True)
+    latency_ms = models.PositiveIntegerField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["run", "seq"]
+        constraints = [models.UniqueConstraint(fields=["run", "seq"], name="event_seq_unique_per_run")]
+
+    def __str__(self) -> str:
+        return f"{self.run_id}#{self.seq} {self.kind}"
