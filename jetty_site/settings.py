@@ -243,6 +243,8 @@ JETTY_SPOOL_DIR = Path(env_str("JETTY_SPOOL_DIR", str(VAR_DIR / "spool")))
 JETTY_SPOOL_DIR.mkdir(parents=True, exist_ok=True)
 JETTY_RECORD_FLUSH_S = env_float("JETTY_RECORD_FLUSH_S", 0.2)
 JETTY_REDACT_MIN_CHARS = env_int("JETTY_REDACT_MIN_CHARS", 1024)
+# How long a process may reuse a token/model resolution: revocations take effect within this many seconds.
+JETTY_AUTH_CACHE_S = env_float("JETTY_AUTH_CACHE_S", 5.0)
 
 LOGIN_URL = "/admin/login/"
 

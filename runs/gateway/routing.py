@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import os
+import time
 from dataclasses import dataclass
 
 import litellm
@@ -55,6 +56,34 @@ def provider_of(model: str) -> tuple[str, str]:
             code="model_not_found", param="model",
         ) from None
     return provider, upstream_model
+
+
+class ResolutionCache:
+    """Recent successful resolutions, so the hot path usually needs no database round trip.
+
+    Entries live ``ttl`` seconds: a revoked token, a removed provider key or a changed model list takes effect
+    within that time in every process (``JETTY_AUTH_CACHE_S``; 0 turns the cache off).
+    """
+
+    def __init__(self, ttl: float, size: int = 10_000):
+        self.ttl, self.size = ttl, size
+        self._entries: dict[tuple[str, str, str | None], tuple[float, Caller, Route]] = {}
+
+    def get(self, key: tuple[str, str, str | None]) -> tuple[Caller, Route] | None:
+        entry = self._entries.get(key)
+        if entry is None:
+            return None
+        if entry[0] < time.monotonic():
+            self._entries.pop(key, None)
+            return None
+        return entry[1], entry[2]
+
+    def put(self, key: tuple[str, str, str | None], value: tuple[Caller, Route]) -> None:
+        if self.ttl <= 0:
+            return
+        if len(self._entries) >= self.size:
+            self._entries.clear()
+        self._entries[key] = (time.monotonic() + self.ttl, *value)
 
 
 def resolve(plain_token: str | None, model: str, collection_name: str | None, direct_enabled: bool) -> tuple[Caller, Route]:

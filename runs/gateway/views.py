@@ -20,6 +20,16 @@ from .upstream import forward_direct, forward_litellm
 logger = logging.getLogger(__name__)
 
 _resolve = sync_to_async(routing.resolve, thread_sensitive=True)
+_cache = routing.ResolutionCache(settings.JETTY_AUTH_CACHE_S)
+
+
+async def resolve(token: str, request: ChatRequest) -> tuple[routing.Caller, routing.Route]:
+    key = (token, request.model, request.collection)
+    found = _cache.get(key)
+    if found is None:
+        found = await _resolve(token, request.model, request.collection, settings.JETTY_GATEWAY_DIRECT)
+        _cache.put(key, found)
+    return found
 
 
 def _token(exchange: Exchange) -> str:
@@ -35,7 +45,7 @@ async def chat_completions(exchange: Exchange) -> None:
         raw = await exchange.body(settings.JETTY_MAX_BODY_BYTES)
         token = _token(exchange)
         request = ChatRequest.parse(parse_json_body(raw))
-        caller, route = await _resolve(token, request.model, request.collection, settings.JETTY_GATEWAY_DIRECT)
+        caller, route = await resolve(token, request)
     except ApiError as error:
         await exchange.respond_error(error)
         return
