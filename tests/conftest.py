@@ -1,0 +1,135 @@
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import openai
+import pytest
+from django.contrib.auth import get_user_model
+from django.db import connection
+
+from orgs.models import ApiToken, Membership, Org, ProviderKey, Role
+from tests.support import servers
+from trajectories.models import Run
+
+
+def database_url() -> str:
+    """The URL of the test database, for processes the tests start."""
+    s = connection.settings_dict
+    if s["ENGINE"] == "django.db.backends.sqlite3":
+        return f"sqlite:///{s['NAME']}"
+    auth = s["USER"] + (f":{s['PASSWORD']}" if s.get("PASSWORD") else "")
+    return f"postgresql://{auth}@{s['HOST'] or '127.0.0.1'}:{s['PORT'] or 5432}/{s['NAME']}"
+
+
+@pytest.fixture(scope="session")
+def process_env(django_db_setup, django_db_blocker, tmp_path_factory) -> dict[str, str]:
+    """Environment for server processes: the test database, and quick timeouts so faults show fast."""
+    with django_db_blocker.unblock():
+        url = database_url()
+    env = dict(os.environ)
+    env.update({
+        "DATABASE_URL": url,
+        "JETTY_GATEWAY_TIMEOUT_S": "3",
+        "JETTY_AUTH_CACHE_S": "1",
+        "JETTY_MAX_BODY_BYTES": str(1024 * 1024),
+        "JETTY_RECORD_FLUSH_S": "0.05",
+        "JETTY_SPOOL_DIR": str(tmp_path_factory.mktemp("spool")),
+        "DB_CONN_MAX_AGE": "0",
+    })
+    return env
+
+
+@pytest.fixture(scope="session")
+def logs(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("logs")
+
+
+@pytest.fixture(scope="session")
+def fake_upstream(logs):
+    server = servers.start_fake_upstream(logs / "fake-upstream.log")
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def jetty(process_env, logs):
+    """Jetty served by daphne on a free port, against the test database."""
+    server = servers.start_daphne(process_env, logs / "daphne.log")
+    yield server
+    server.stop()
+
+
+@dataclass
+class Tenant:
+    org: Org
+    owner: object
+    member: object
+    viewer: object
+    token: str
+    api_token: ApiToken
+
+
+def make_tenant(name: str) -> Tenant:
+    User = get_user_model()
+    org = Org.objects.create(name=name)
+    people = {}
+    for role in (Role.OWNER, Role.MEMBER, Role.VIEWER):
+        user = User.objects.create_user(f"{name}-{role}", password="pw-" + name)
+        Membership.objects.create(org=org, user=user, role=role)
+        people[role] = user
+    api_token, plain = ApiToken.generate(org, name="test")
+    return Tenant(org, people[Role.OWNER], people[Role.MEMBER], people[Role.VIEWER], plain, api_token)
+
+
+@pytest.fixture
+def alice(transactional_db) -> Tenant:
+    return make_tenant("acme")
+
+
+@pytest.fixture
+def bob(transactional_db) -> Tenant:
+    """Another org: the outsider in isolation tests."""
+    return make_tenant("globex")
+
+
+def connect_upstream(tenant: Tenant, upstream_url: str) -> None:
+    """Give the org keys for providers served by the fake upstream: `openai` (direct) and `hosted_vllm` (litellm)."""
+    for provider in ("openai", "hosted_vllm"):
+        key = ProviderKey(org=tenant.org, provider=provider, api_base=f"{upstream_url}/v1", model_names=["fake"])
+        key.set_key("sk-upstream-secret-0123456789")
+        key.save()
+
+
+@pytest.fixture
+def upstream(alice, fake_upstream) -> str:
+    connect_upstream(alice, fake_upstream.url)
+    return fake_upstream.url
+
+
+def client(server, token: str) -> openai.OpenAI:
+    return openai.OpenAI(base_url=f"{server.url}/v1", api_key=token, max_retries=0, timeout=30)
+
+
+@pytest.fixture
+def alice_client(jetty, alice) -> openai.OpenAI:
+    return client(jetty, alice.token)
+
+
+def wait_for_run(public_id: str, timeout: float = 10.0) -> Run:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        run = Run.objects.filter(public_id=public_id).first()
+        if run is not None:
+            return run
+        time.sleep(0.05)
+    raise AssertionError(f"run {public_id} was not recorded within {timeout}s")
+
+
+def pytest_configure(config):
+    from django.conf import settings
+
+    # Hashing passwords properly takes half a second per user; tests make many users.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
