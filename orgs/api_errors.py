@@ -83,12 +83,14 @@ def drf_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
     response = exception_handler(exc, context)
     if response is None:
         return None
-    if isinstance(exc, drf_exceptions.APIException):
-        message, param = _drf_message(exc.detail)
-        code = _drf_code(exc)
-        if isinstance(exc, (drf_exceptions.NotAuthenticated, drf_exceptions.AuthenticationFailed)):
-            response.status_code, code = 401, "invalid_api_key"
-        response.data = error_body(response.status_code, message, code=code, param=param)
+    detail = exc.detail if isinstance(exc, drf_exceptions.APIException) else response.data
+    message, param = _drf_message(detail)
+    code = _drf_code(exc) if isinstance(exc, drf_exceptions.APIException) else None
+    if isinstance(exc, (drf_exceptions.NotAuthenticated, drf_exceptions.AuthenticationFailed)):
+        response.status_code, code = 401, "invalid_api_key"
+    if response.status_code == 404:
+        message, code = "Not found", "not_found"
+    response.data = error_body(response.status_code, message, code=code, param=param)
     return response
 
 

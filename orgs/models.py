@@ -25,7 +25,7 @@ class Org(models.Model):
     name = models.CharField(max_length=100, unique=True)
     # Glob patterns (``openai/*``, ``scripted/*``) of the models members may call; empty means all.
     allowed_models = models.JSONField(default=list, blank=True)
-    created = models.DateTimeField(default=timezone.now)
+    created = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         ordering = ["name"]
@@ -61,7 +61,7 @@ class Membership(models.Model):
     org = models.ForeignKey(Org, on_delete=models.CASCADE, related_name="memberships")
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships")
     role = models.CharField(max_length=10, choices=Role.choices, default=Role.MEMBER)
-    created = models.DateTimeField(default=timezone.now)
+    created = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["org", "user"], name="one_membership_per_org")]
@@ -76,7 +76,7 @@ class Collection(models.Model):
     org = models.ForeignKey(Org, on_delete=models.CASCADE, related_name="collections")
     name = models.SlugField(max_length=100)
     description = models.TextField(blank=True)
-    created = models.DateTimeField(default=timezone.now)
+    created = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["org", "name"], name="collection_name_per_org")]
@@ -110,7 +110,7 @@ class ApiToken(models.Model):
         help_text="If set, the token only reaches this collection's tasks and runs.",
     )
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
-    created = models.DateTimeField(default=timezone.now)
+    created = models.DateTimeField(auto_now_add=True)
     expires_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
     last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
@@ -145,7 +145,7 @@ class ProviderKey(models.Model):
     model_names = models.JSONField(
         default=list, blank=True, help_text="Model names to list for this provider (beyond litellm's catalogue)."
     )
-    created = models.DateTimeField(default=timezone.now)
+    created = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["org", "provider"], name="one_key_per_provider")]
