@@ -4,8 +4,8 @@ import os
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "jetty_site.settings")
 
-from channels.routing import ProtocolTypeRouter  # noqa: E402
-from django.core.asgi import get_asgi_application  # noqa: E402
+from channels.routing import ProtocolTypeRouter
+from django.core.asgi import get_asgi_application
 
 django_asgi = get_asgi_application()
 
@@ -14,6 +14,6 @@ from runs.gateway.asgi import GatewayRouter  # noqa: E402
 application = ProtocolTypeRouter(
     {
         # The model gateway's hot paths skip Django's request stack; everything else is plain Django.
-        "http": GatewayRouter(fallback=django_asgi),
+        "http": GatewayRouter(fallback=django_asgi),  # type: ignore[arg-type]
     }
 )

@@ -27,6 +27,12 @@ def create_org(name: str, owner_username: str | None = None, owner_password: str
 
 
 @transaction.atomic
-def create_token(org: Org, *, name: str = "default", collection: Collection | None = None,
-                 expires_at: datetime | None = None, created_by=None) -> tuple[ApiToken, str]:
+def create_token(
+    org: Org,
+    *,
+    name: str = "default",
+    collection: Collection | None = None,
+    expires_at: datetime | None = None,
+    created_by=None,
+) -> tuple[ApiToken, str]:
     return ApiToken.generate(org, name=name, collection=collection, expires_at=expires_at, created_by=created_by)

@@ -56,8 +56,17 @@ class ApiTokenAdmin(admin.ModelAdmin):
     list_display = ["prefix", "name", "org", "collection", "created", "expires_at", "revoked_at", "last_used_at"]
     list_filter = ["org", "revoked_at"]
     search_fields = ["prefix", "name"]
-    fields = ["org", "name", "collection", "expires_at", "revoked_at", "prefix", "created", "last_used_at",
-              "created_by"]
+    fields = [
+        "org",
+        "name",
+        "collection",
+        "expires_at",
+        "revoked_at",
+        "prefix",
+        "created",
+        "last_used_at",
+        "created_by",
+    ]
     readonly_fields = ["prefix", "created", "last_used_at", "created_by"]
     actions = [revoke_tokens]
 
@@ -66,7 +75,10 @@ class ApiTokenAdmin(admin.ModelAdmin):
             super().save_model(request, obj, form, change)
             return
         token, plain = ApiToken.generate(
-            org=obj.org, name=obj.name, collection=obj.collection, expires_at=obj.expires_at,
+            org=obj.org,
+            name=obj.name,
+            collection=obj.collection,
+            expires_at=obj.expires_at,
             created_by=request.user,
         )
         obj.pk, obj.prefix, obj.token_hash = token.pk, token.prefix, token.token_hash
@@ -76,7 +88,8 @@ class ApiTokenAdmin(admin.ModelAdmin):
 
 class ProviderKeyForm(forms.ModelForm):
     key = forms.CharField(
-        widget=forms.PasswordInput(render_value=False), required=False,
+        widget=forms.PasswordInput(render_value=False),
+        required=False,
         help_text="Write-only. Leave empty to keep the current key.",
     )
 
@@ -85,7 +98,7 @@ class ProviderKeyForm(forms.ModelForm):
         fields = ["org", "provider", "api_base", "model_names"]
 
     def clean(self):
-        cleaned = super().clean()
+        cleaned = super().clean() or {}
         if not self.instance.pk and not cleaned.get("key"):
             self.add_error("key", "A new provider key needs its secret.")
         return cleaned

@@ -31,23 +31,44 @@ DEFAULT_TYPES = {
 }
 
 
-def error_body(status: int, message: str, *, type: str | None = None, code: str | None = None,
-               param: str | None = None) -> dict[str, Any]:
-    return {"error": {"message": message, "type": type or DEFAULT_TYPES.get(status, "api_error"), "param": param,
-                      "code": code}}
+def error_body(
+    status: int, message: str, *, type: str | None = None, code: str | None = None, param: str | None = None
+) -> dict[str, Any]:
+    return {
+        "error": {
+            "message": message,
+            "type": type or DEFAULT_TYPES.get(status, "api_error"),
+            "param": param,
+            "code": code,
+        }
+    }
 
 
-def error_response(status: int, message: str, *, type: str | None = None, code: str | None = None,
-                   param: str | None = None, headers: dict[str, str] | None = None) -> JsonResponse:
-    return JsonResponse(error_body(status, message, type=type, code=code, param=param), status=status,
-                        headers=headers)
+def error_response(
+    status: int,
+    message: str,
+    *,
+    type: str | None = None,
+    code: str | None = None,
+    param: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> JsonResponse:
+    return JsonResponse(error_body(status, message, type=type, code=code, param=param), status=status, headers=headers)
 
 
 class ApiError(Exception):
     """Raised anywhere under an API view to end the request with an OpenAI-shaped error."""
 
-    def __init__(self, status: int, message: str, *, code: str | None = None, param: str | None = None,
-                 type: str | None = None, headers: dict[str, str] | None = None):
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        code: str | None = None,
+        param: str | None = None,
+        type: str | None = None,
+        headers: dict[str, str] | None = None,
+    ):
         super().__init__(message)
         self.status, self.message, self.code, self.param, self.type = status, message, code, param, type
         self.headers = headers or {}

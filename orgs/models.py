@@ -89,7 +89,9 @@ class Collection(models.Model):
 class ApiTokenQuerySet(models.QuerySet["ApiToken"]):
     def usable(self) -> ApiTokenQuerySet:
         now = timezone.now()
-        return self.filter(revoked_at__isnull=True).filter(models.Q(expires_at__isnull=True) | models.Q(expires_at__gt=now))
+        return self.filter(revoked_at__isnull=True).filter(
+            models.Q(expires_at__isnull=True) | models.Q(expires_at__gt=now)
+        )
 
 
 def hash_token(plain: str) -> str:
@@ -106,7 +108,11 @@ class ApiToken(models.Model):
     prefix = models.CharField(max_length=16, editable=False, help_text="The first characters, to recognise it by.")
     token_hash = models.CharField(max_length=64, unique=True, editable=False)
     collection = models.ForeignKey(
-        Collection, null=True, blank=True, on_delete=models.CASCADE, related_name="tokens",
+        Collection,
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="tokens",
         help_text="If set, the token only reaches this collection's tasks and runs.",
     )
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)

@@ -30,15 +30,17 @@ def process_env(django_db_setup, django_db_blocker, tmp_path_factory) -> dict[st
     with django_db_blocker.unblock():
         url = database_url()
     env = dict(os.environ)
-    env.update({
-        "DATABASE_URL": url,
-        "JETTY_GATEWAY_TIMEOUT_S": "3",
-        "JETTY_AUTH_CACHE_S": "1",
-        "JETTY_MAX_BODY_BYTES": str(1024 * 1024),
-        "JETTY_RECORD_FLUSH_S": "0.05",
-        "JETTY_SPOOL_DIR": str(tmp_path_factory.mktemp("spool")),
-        "DB_CONN_MAX_AGE": "0",
-    })
+    env.update(
+        {
+            "DATABASE_URL": url,
+            "JETTY_GATEWAY_TIMEOUT_S": "3",
+            "JETTY_AUTH_CACHE_S": "1",
+            "JETTY_MAX_BODY_BYTES": str(1024 * 1024),
+            "JETTY_RECORD_FLUSH_S": "0.05",
+            "JETTY_SPOOL_DIR": str(tmp_path_factory.mktemp("spool")),
+            "DB_CONN_MAX_AGE": "0",
+        }
+    )
     return env
 
 

@@ -17,11 +17,21 @@ def admin_client(client, db):
     return client
 
 
-@pytest.mark.parametrize("url", [
-    "/admin/", "/admin/orgs/org/", "/admin/orgs/org/add/", "/admin/orgs/membership/", "/admin/orgs/apitoken/",
-    "/admin/orgs/apitoken/add/", "/admin/orgs/providerkey/", "/admin/orgs/providerkey/add/",
-    "/admin/orgs/collection/", "/admin/trajectories/run/",
-])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "/admin/",
+        "/admin/orgs/org/",
+        "/admin/orgs/org/add/",
+        "/admin/orgs/membership/",
+        "/admin/orgs/apitoken/",
+        "/admin/orgs/apitoken/add/",
+        "/admin/orgs/providerkey/",
+        "/admin/orgs/providerkey/add/",
+        "/admin/orgs/collection/",
+        "/admin/trajectories/run/",
+    ],
+)
 def test_admin_pages_load(admin_client, url):
     Org.objects.create(name="acme")
     assert admin_client.get(url).status_code == 200
@@ -61,8 +71,11 @@ def test_revoking_in_admin_stops_the_token(admin_client):
 def test_provider_keys_are_encrypted_at_rest_and_never_shown(admin_client):
     org = Org.objects.create(name="acme")
     secret = "sk-live-abcdefghijklmnopqrstuvwxyz"
-    response = admin_client.post("/admin/orgs/providerkey/add/", {
-        "org": org.pk, "provider": "openai", "key": secret, "api_base": "", "model_names": "[]"}, follow=True)
+    response = admin_client.post(
+        "/admin/orgs/providerkey/add/",
+        {"org": org.pk, "provider": "openai", "key": secret, "api_base": "", "model_names": "[]"},
+        follow=True,
+    )
     assert response.status_code == 200
     key = ProviderKey.objects.get(org=org)
     assert secret not in key.encrypted_key and key.get_key() == secret

@@ -44,7 +44,9 @@ def test_it_answers_a_plain_completion(alice_client, upstream, model):
 @pytest.mark.parametrize("model", MODELS)
 def test_it_streams_chunks_and_usage_when_asked(alice_client, upstream, model):
     stream = alice_client.chat.completions.create(
-        model=model, messages=[{"role": "user", "content": "stream please"}], stream=True,
+        model=model,
+        messages=[{"role": "user", "content": "stream please"}],
+        stream=True,
         stream_options={"include_usage": True},
     )
     chunks = list(stream)
@@ -57,15 +59,20 @@ def test_it_streams_chunks_and_usage_when_asked(alice_client, upstream, model):
 
 @pytest.mark.parametrize("model", MODELS)
 def test_it_hides_usage_chunk_unless_asked(alice_client, upstream, model):
-    chunks = list(alice_client.chat.completions.create(
-        model=model, messages=[{"role": "user", "content": "no usage"}], stream=True))
+    chunks = list(
+        alice_client.chat.completions.create(
+            model=model, messages=[{"role": "user", "content": "no usage"}], stream=True
+        )
+    )
     assert chunks and all(c.usage is None for c in chunks)
 
 
 @pytest.mark.parametrize("model", MODELS)
 def test_it_passes_tools_and_tool_choice(alice_client, upstream, model):
     completion = alice_client.chat.completions.create(
-        model=model, messages=[{"role": "user", "content": "Paris"}], tools=[WEATHER],
+        model=model,
+        messages=[{"role": "user", "content": "Paris"}],
+        tools=[WEATHER],
         tool_choice={"type": "function", "function": {"name": "get_weather"}},
     )
     choice = completion.choices[0]
@@ -77,29 +84,44 @@ def test_it_passes_tools_and_tool_choice(alice_client, upstream, model):
 
 @pytest.mark.parametrize("model", MODELS)
 def test_it_streams_tool_calls(alice_client, upstream, model):
-    chunks = list(alice_client.chat.completions.create(
-        model=model, messages=[{"role": "user", "content": "Paris"}], tools=[WEATHER], stream=True))
-    names = [tc.function.name for c in chunks if c.choices for tc in (c.choices[0].delta.tool_calls or [])
-             if tc.function and tc.function.name]
+    chunks = list(
+        alice_client.chat.completions.create(
+            model=model, messages=[{"role": "user", "content": "Paris"}], tools=[WEATHER], stream=True
+        )
+    )
+    names = [
+        tc.function.name
+        for c in chunks
+        if c.choices
+        for tc in (c.choices[0].delta.tool_calls or [])
+        if tc.function and tc.function.name
+    ]
     assert names == ["get_weather"]
 
 
 @pytest.mark.parametrize("model", MODELS)
 def test_it_returns_json_for_response_format(alice_client, upstream, model):
     completion = alice_client.chat.completions.create(
-        model=model, messages=[{"role": "user", "content": "as json"}], response_format={"type": "json_object"})
+        model=model, messages=[{"role": "user", "content": "as json"}], response_format={"type": "json_object"}
+    )
     assert isinstance(json.loads(completion.choices[0].message.content), dict)
 
 
 def test_scripted_honours_stop_n_and_seed(alice_client):
     completion = alice_client.chat.completions.create(
-        model="scripted/default", messages=[{"role": "user", "content": "alpha beta gamma"}], stop=["gamma"], n=3,
+        model="scripted/default",
+        messages=[{"role": "user", "content": "alpha beta gamma"}],
+        stop=["gamma"],
+        n=3,
         seed=7,
     )
     assert len(completion.choices) == 3
     assert all(c.message.content == "echo: alpha beta " for c in completion.choices)
     again = alice_client.chat.completions.create(
-        model="scripted/default", messages=[{"role": "user", "content": "alpha beta gamma"}], stop=["gamma"], n=3,
+        model="scripted/default",
+        messages=[{"role": "user", "content": "alpha beta gamma"}],
+        stop=["gamma"],
+        n=3,
         seed=7,
     )
     assert [c.message.content for c in again.choices] == [c.message.content for c in completion.choices]
@@ -108,8 +130,15 @@ def test_scripted_honours_stop_n_and_seed(alice_client):
 @pytest.mark.parametrize("model", ["openai/fake", "hosted_vllm/fake"])
 def test_it_forwards_every_parameter_upstream(alice_client, upstream, model):
     alice_client.chat.completions.create(
-        model=model, messages=[{"role": "user", "content": "params"}], stop=["zzz"], n=2, seed=42,
-        temperature=0.3, tools=[WEATHER], tool_choice="auto", response_format={"type": "json_object"},
+        model=model,
+        messages=[{"role": "user", "content": "params"}],
+        stop=["zzz"],
+        n=2,
+        seed=42,
+        temperature=0.3,
+        tools=[WEATHER],
+        tool_choice="auto",
+        response_format={"type": "json_object"},
         max_tokens=50,
     )
     seen = upstream_requests(upstream)[-1]
@@ -122,8 +151,9 @@ def test_it_forwards_every_parameter_upstream(alice_client, upstream, model):
 
 
 def test_the_provider_key_reaches_the_upstream_not_the_jetty_token(alice, alice_client, upstream):
-    alice_client.chat.completions.create(model="openai/fake", messages=[{"role": "user", "content": "who am i"}],
-                                         extra_body={"jetty": {"task": "keys"}})
+    alice_client.chat.completions.create(
+        model="openai/fake", messages=[{"role": "user", "content": "who am i"}], extra_body={"jetty": {"task": "keys"}}
+    )
     seen = upstream_requests(upstream)[-1]
     assert seen["messages"][0]["content"] == "who am i"
     assert alice.token not in json.dumps(seen)
@@ -131,7 +161,8 @@ def test_the_provider_key_reaches_the_upstream_not_the_jetty_token(alice, alice_
 
 def test_jetty_task_names_the_run(alice_client):
     raw = alice_client.chat.completions.with_raw_response.create(
-        model="scripted/default", messages=[{"role": "user", "content": "named"}],
+        model="scripted/default",
+        messages=[{"role": "user", "content": "named"}],
         extra_body={"jetty": {"task": "summarise-tickets"}},
     )
     run = wait_for_run(raw.headers["x-jetty-run-id"])

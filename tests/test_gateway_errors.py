@@ -60,6 +60,7 @@ def test_it_rejects_an_expired_key(jetty, alice):
     alice.api_token.save()
     status, body, _ = post(jetty, alice.token, HELLO)
     assert status == 401
+    assert_openai_error(body, "invalid_api_key")
 
 
 def test_it_rejects_a_revoked_key_within_the_cache_window(jetty, alice):
@@ -72,21 +73,24 @@ def test_it_rejects_a_revoked_key_within_the_cache_window(jetty, alice):
         time.sleep(0.2)
 
 
-@pytest.mark.parametrize("body, param", [
-    (b"{not json", None),
-    (b"[1, 2]", None),
-    ({"messages": [{"role": "user", "content": "x"}]}, "model"),
-    ({"model": 5, "messages": [{"role": "user", "content": "x"}]}, "model"),
-    ({"model": "scripted/default"}, "messages"),
-    ({"model": "scripted/default", "messages": []}, "messages"),
-    ({"model": "scripted/default", "messages": ["hi"]}, "messages[0].role"),
-    ({"model": "scripted/default", "messages": [{"role": "wizard", "content": "x"}]}, "messages[0].role"),
-    ({**HELLO, "stream": "yes"}, "stream"),
-    ({**HELLO, "n": 0}, "n"),
-    ({**HELLO, "tools": {"a": 1}}, "tools"),
-    ({**HELLO, "jetty": "task"}, "jetty"),
-    ({**HELLO, "jetty": {"tsak": "typo"}}, "jetty"),
-])
+@pytest.mark.parametrize(
+    "body, param",
+    [
+        (b"{not json", None),
+        (b"[1, 2]", None),
+        ({"messages": [{"role": "user", "content": "x"}]}, "model"),
+        ({"model": 5, "messages": [{"role": "user", "content": "x"}]}, "model"),
+        ({"model": "scripted/default"}, "messages"),
+        ({"model": "scripted/default", "messages": []}, "messages"),
+        ({"model": "scripted/default", "messages": ["hi"]}, "messages[0].role"),
+        ({"model": "scripted/default", "messages": [{"role": "wizard", "content": "x"}]}, "messages[0].role"),
+        ({**HELLO, "stream": "yes"}, "stream"),
+        ({**HELLO, "n": 0}, "n"),
+        ({**HELLO, "tools": {"a": 1}}, "tools"),
+        ({**HELLO, "jetty": "task"}, "jetty"),
+        ({**HELLO, "jetty": {"tsak": "typo"}}, "jetty"),
+    ],
+)
 def test_it_rejects_malformed_requests_and_records_nothing(jetty, alice, body, param):
     status, error, _ = post(jetty, alice.token, body)
     assert status == 400

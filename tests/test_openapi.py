@@ -10,8 +10,13 @@ def test_the_schema_describes_the_gateway_and_the_runs_api(client, db):
     assert response.status_code == 200
     schema = response.json() if response["Content-Type"].endswith("json") else yaml.safe_load(response.content)
     paths = schema["paths"]
-    for path in ("/v1/chat/completions", "/v1/models", "/api/v1/runs", "/api/v1/runs/{public_id}",
-                 "/api/v1/runs/{public_id}/events"):
+    for path in (
+        "/v1/chat/completions",
+        "/v1/models",
+        "/api/v1/runs",
+        "/api/v1/runs/{public_id}",
+        "/api/v1/runs/{public_id}/events",
+    ):
         assert path in paths
     assert "OpenAIError" in schema["components"]["schemas"]
 

@@ -19,12 +19,33 @@ from trajectories.models import Run
 def record_for(org: Org, **overrides) -> dict:
     now = time.time()
     record = {
-        "public_id": public_code("run"), "org_id": org.pk, "task": "_chat", "kind": "chat", "status": "succeeded",
-        "created": now, "started_at": now, "finished_at": now + 0.5, "model": "openai/gpt-4o-mini",
-        "provider": "openai", "prompt_tokens": 1000, "completion_tokens": 100, "total_tokens": 1100,
+        "public_id": public_code("run"),
+        "org_id": org.pk,
+        "task": "_chat",
+        "kind": "chat",
+        "status": "succeeded",
+        "created": now,
+        "started_at": now,
+        "finished_at": now + 0.5,
+        "model": "openai/gpt-4o-mini",
+        "provider": "openai",
+        "prompt_tokens": 1000,
+        "completion_tokens": 100,
+        "total_tokens": 1100,
         "cost_usd": None,
-        "events": [{"kind": "model.call", "ts": now, "payload": {}, "model": "gpt-4o-mini", "provider": "openai",
-                    "prompt_tokens": 1000, "completion_tokens": 100, "cost_usd": None, "latency_ms": 500}],
+        "events": [
+            {
+                "kind": "model.call",
+                "ts": now,
+                "payload": {},
+                "model": "gpt-4o-mini",
+                "provider": "openai",
+                "prompt_tokens": 1000,
+                "completion_tokens": 100,
+                "cost_usd": None,
+                "latency_ms": 500,
+            }
+        ],
     }
     record.update(overrides)
     return record
@@ -99,8 +120,13 @@ def test_a_celery_worker_process_recovers_the_spool(alice, process_env, logs):
     worker = servers.start_celery_worker(process_env, logs / "celery-worker.log")
     try:
         recover_gateway_spool.delay()
-        servers.wait_until(lambda: Run.objects.filter(public_id=record["public_id"]).exists(), 30,
-                           "worker recovery", worker.proc, worker.log)
+        servers.wait_until(
+            lambda: Run.objects.filter(public_id=record["public_id"]).exists(),
+            30,
+            "worker recovery",
+            worker.proc,
+            worker.log,
+        )
     finally:
         worker.stop()
     assert "recover_gateway_spool" in worker.log.read_text()

@@ -18,7 +18,8 @@ from trajectories.models import Run
 
 def test_a_call_is_recorded_with_request_response_usage_and_latency(alice_client, upstream):
     raw = alice_client.chat.completions.with_raw_response.create(
-        model="openai/fake", messages=[{"role": "user", "content": "record me"}], seed=1)
+        model="openai/fake", messages=[{"role": "user", "content": "record me"}], seed=1
+    )
     run = wait_for_run(raw.headers["x-jetty-run-id"])
     assert (run.task, run.kind, run.status, run.provider) == ("_chat", "chat", "succeeded", "openai")
     assert run.model == "openai/fake" and run.upstream_model == "fake"
@@ -51,7 +52,8 @@ def test_a_stream_is_recorded_as_the_assembled_completion(alice_client, upstream
 
 def test_known_models_are_priced(alice, jetty, upstream):
     raw = client(jetty, alice.token).chat.completions.with_raw_response.create(
-        model="openai/gpt-4o-mini", messages=[{"role": "user", "content": "price"}])
+        model="openai/gpt-4o-mini", messages=[{"role": "user", "content": "price"}]
+    )
     run = wait_for_run(raw.headers["x-jetty-run-id"])
     assert run.cost_usd > 0
     assert run.events.get(kind="model.call").cost_usd == run.cost_usd
@@ -61,8 +63,15 @@ def test_large_inline_images_are_redacted_in_the_record(alice_client, upstream):
     image = "data:image/png;base64," + base64.b64encode(b"\x89PNG" + b"\0" * 20000).decode()
     raw = alice_client.chat.completions.with_raw_response.create(
         model="openai/fake",
-        messages=[{"role": "user", "content": [{"type": "text", "text": "what is this"},
-                                               {"type": "image_url", "image_url": {"url": image}}]}],
+        messages=[
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": "what is this"},
+                    {"type": "image_url", "image_url": {"url": image}},
+                ],
+            }
+        ],
     )
     call = wait_for_run(raw.headers["x-jetty-run-id"]).events.get(kind="model.call")
     stored = json.dumps(call.payload)
@@ -88,7 +97,8 @@ def test_a_collection_scoped_token_files_runs_in_its_collection(alice, jetty):
     tasks = Collection.objects.create(org=alice.org, name="support")
     _, plain = ApiToken.generate(alice.org, name="scoped", collection=tasks)
     raw = client(jetty, plain).chat.completions.with_raw_response.create(
-        model="scripted/default", messages=[{"role": "user", "content": "scoped"}])
+        model="scripted/default", messages=[{"role": "user", "content": "scoped"}]
+    )
     assert wait_for_run(raw.headers["x-jetty-run-id"]).collection == tasks
 
 
@@ -101,7 +111,8 @@ def test_calls_survive_a_killed_server(alice, process_env, logs, tmp_path):
     gateway = client(server, alice.token)
     ids = [
         gateway.chat.completions.with_raw_response.create(
-            model="scripted/default", messages=[{"role": "user", "content": f"call {i}"}]).headers["x-jetty-run-id"]
+            model="scripted/default", messages=[{"role": "user", "content": f"call {i}"}]
+        ).headers["x-jetty-run-id"]
         for i in range(5)
     ]
     server.stop(signal.SIGKILL)

@@ -46,9 +46,15 @@ def test_it_rejects_a_bad_token(client, acme):
     assert set(response.json()["error"]) == {"message", "type", "param", "code"}
 
 
-@pytest.mark.parametrize("field, value, expected", [
-    ("task", "summarise", 1), ("model", "openai/gpt-4o", 1), ("status", "failed", 1), ("agent", "codex", 1),
-])
+@pytest.mark.parametrize(
+    "field, value, expected",
+    [
+        ("task", "summarise", 1),
+        ("model", "openai/gpt-4o", 1),
+        ("status", "failed", 1),
+        ("agent", "codex", 1),
+    ],
+)
 def test_it_filters(client, acme, field, value, expected):
     org = acme[0]
     make_run(org, task="summarise", model="openai/gpt-4o", status="failed", agent="codex")

@@ -9,9 +9,17 @@ import pytest
 
 from runs.gateway import scripted
 
-TOOL = {"type": "function", "function": {"name": "run_shell", "parameters": {
-    "type": "object", "properties": {"command": {"type": "string"}, "timeout": {"type": "integer"}},
-    "required": ["command", "timeout"]}}}
+TOOL = {
+    "type": "function",
+    "function": {
+        "name": "run_shell",
+        "parameters": {
+            "type": "object",
+            "properties": {"command": {"type": "string"}, "timeout": {"type": "integer"}},
+            "required": ["command", "timeout"],
+        },
+    },
+}
 
 
 @pytest.fixture(autouse=True)
@@ -60,10 +68,15 @@ def test_tool_choice_none_gives_text():
 
 
 def test_it_fills_a_json_schema_response_format():
-    schema = {"type": "object", "properties": {"name": {"type": "string"}, "ok": {"type": "boolean"}},
-              "required": ["name", "ok"]}
-    reply = ask(messages=[{"role": "user", "content": "x"}],
-                response_format={"type": "json_schema", "json_schema": {"name": "r", "schema": schema}})
+    schema = {
+        "type": "object",
+        "properties": {"name": {"type": "string"}, "ok": {"type": "boolean"}},
+        "required": ["name", "ok"],
+    }
+    reply = ask(
+        messages=[{"role": "user", "content": "x"}],
+        response_format={"type": "json_schema", "json_schema": {"name": "r", "schema": schema}},
+    )
     assert json.loads(reply.choices[0].message.content) == {"name": "echo: x", "ok": True}
 
 

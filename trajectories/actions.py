@@ -12,8 +12,12 @@ from django.db import transaction
 from .models import Event, Run
 
 
-def _ts(value: float | None) -> datetime | None:
-    return None if value is None else datetime.fromtimestamp(value, tz=UTC)
+def _ts(value: float) -> datetime:
+    return datetime.fromtimestamp(value, tz=UTC)
+
+
+def _maybe_ts(value: float | None) -> datetime | None:
+    return None if value is None else _ts(value)
 
 
 @dataclass
@@ -88,18 +92,43 @@ def record_finished_runs(records: list[RunRecord]) -> int:
 
 def _run_row(r: RunRecord) -> Run:
     return Run(
-        public_id=r.public_id, org_id=r.org_id, collection_id=r.collection_id, task=r.task, kind=r.kind,
-        status=r.status, model=r.model, upstream_model=r.upstream_model, provider=r.provider, agent=r.agent,
-        error_kind=r.error_kind, error=r.error, prompt_tokens=r.prompt_tokens, completion_tokens=r.completion_tokens,
-        total_tokens=r.total_tokens, cost_usd=Decimal(str(r.cost_usd)), created=_ts(r.created),
-        started_at=_ts(r.started_at), finished_at=_ts(r.finished_at), token_prefix=r.token_prefix,
-        metadata=r.metadata, last_seq=len(r.events),
+        public_id=r.public_id,
+        org_id=r.org_id,
+        collection_id=r.collection_id,
+        task=r.task,
+        kind=r.kind,
+        status=r.status,
+        model=r.model,
+        upstream_model=r.upstream_model,
+        provider=r.provider,
+        agent=r.agent,
+        error_kind=r.error_kind,
+        error=r.error,
+        prompt_tokens=r.prompt_tokens,
+        completion_tokens=r.completion_tokens,
+        total_tokens=r.total_tokens,
+        cost_usd=Decimal(str(r.cost_usd)),
+        created=_ts(r.created),
+        started_at=_maybe_ts(r.started_at),
+        finished_at=_maybe_ts(r.finished_at),
+        token_prefix=r.token_prefix,
+        metadata=r.metadata,
+        last_seq=len(r.events),
     )
 
 
 def _event_row(run: Run, seq: int, e: EventRecord) -> Event:
     return Event(
-        run=run, seq=seq, kind=e.kind, span=e.span, ts=_ts(e.ts), payload=e.payload, model=e.model,
-        provider=e.provider, prompt_tokens=e.prompt_tokens, completion_tokens=e.completion_tokens,
-        cost_usd=None if e.cost_usd is None else Decimal(str(e.cost_usd)), latency_ms=e.latency_ms,
+        run=run,
+        seq=seq,
+        kind=e.kind,
+        span=e.span,
+        ts=_ts(e.ts),
+        payload=e.payload,
+        model=e.model,
+        provider=e.provider,
+        prompt_tokens=e.prompt_tokens,
+        completion_tokens=e.completion_tokens,
+        cost_usd=None if e.cost_usd is None else Decimal(str(e.cost_usd)),
+        latency_ms=e.latency_ms,
     )

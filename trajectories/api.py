@@ -21,8 +21,9 @@ MAX_EVENTS_PAGE = 500
 
 def get_run_for(request: Request, public_id: str) -> Run:
     """The one way API views load a run: scoped to the caller, 404 otherwise."""
-    run = Run.objects.for_principal(request.user).select_related("org", "collection").filter(
-        public_id=public_id).first()
+    run = (
+        Run.objects.for_principal(request.user).select_related("org", "collection").filter(public_id=public_id).first()
+    )
     if run is None:
         raise Http404
     return run
@@ -53,8 +54,9 @@ def run_list(request: Request) -> Response:
     runs = Run.objects.for_principal(request.user).select_related("org", "collection")
     status = request.query_params.get("status")
     if status is not None and status not in RunStatus.values:
-        raise ApiError(400, f"`status` must be one of {', '.join(RunStatus.values)}", param="status",
-                       code="invalid_value")
+        raise ApiError(
+            400, f"`status` must be one of {', '.join(RunStatus.values)}", param="status", code="invalid_value"
+        )
     for field in ("task", "model", "status", "agent", "kind"):
         value = request.query_params.get(field)
         if value:
@@ -96,8 +98,10 @@ def run_events(request: Request, public_id: str) -> Response:
     after, limit = query.validated_data["after"], query.validated_data["limit"]
     events = list(run.events.filter(seq__gt=after).order_by("seq")[: limit + 1])
     page = events[:limit]
-    return Response({
-        "data": EventSerializer(page, many=True).data,
-        "has_more": len(events) > limit,
-        "next_after": page[-1].seq if page else after,
-    })
+    return Response(
+        {
+            "data": EventSerializer(page, many=True).data,
+            "has_more": len(events) > limit,
+            "next_after": page[-1].seq if page else after,
+        }
+    )

@@ -16,14 +16,35 @@ class RunSerializer(serializers.ModelSerializer):
     class Meta:
         model = Run
         fields = [
-            "id", "org", "collection", "task", "kind", "status", "model", "upstream_model", "provider", "agent",
-            "error_kind", "error", "prompt_tokens", "completion_tokens", "total_tokens", "cost_usd", "created",
-            "started_at", "finished_at", "duration_s", "token_prefix", "metadata", "last_seq", "events_url",
+            "id",
+            "org",
+            "collection",
+            "task",
+            "kind",
+            "status",
+            "model",
+            "upstream_model",
+            "provider",
+            "agent",
+            "error_kind",
+            "error",
+            "prompt_tokens",
+            "completion_tokens",
+            "total_tokens",
+            "cost_usd",
+            "created",
+            "started_at",
+            "finished_at",
+            "duration_s",
+            "token_prefix",
+            "metadata",
+            "last_seq",
+            "events_url",
         ]
         read_only_fields = fields
 
     def get_collection(self, run: Run) -> str | None:
-        return run.collection.name if run.collection_id else None
+        return run.collection.name if run.collection is not None else None
 
     def get_events_url(self, run: Run) -> str:
         return f"/api/v1/runs/{run.public_id}/events"
@@ -34,12 +55,23 @@ class EventSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Event
-        fields = ["seq", "kind", "span", "ts", "payload", "model", "provider", "prompt_tokens", "completion_tokens",
-                  "cost_usd", "latency_ms"]
+        fields = [
+            "seq",
+            "kind",
+            "span",
+            "ts",
+            "payload",
+            "model",
+            "provider",
+            "prompt_tokens",
+            "completion_tokens",
+            "cost_usd",
+            "latency_ms",
+        ]
         read_only_fields = fields
 
 
 class EventPageSerializer(serializers.Serializer):
-    data = EventSerializer(many=True)
+    data = EventSerializer(many=True)  # type: ignore[assignment]
     has_more = serializers.BooleanField()
     next_after = serializers.IntegerField()

@@ -29,8 +29,11 @@ class GatewayRouter:
                 else:
                     handler = views.models if method == "GET" else None
                 if handler is None:
-                    await exchange.respond_json(405, error_body(405, f"Method {method} not allowed on {path}"),
-                                                {"allow": "POST" if path.endswith("completions") else "GET"})
+                    await exchange.respond_json(
+                        405,
+                        error_body(405, f"Method {method} not allowed on {path}"),
+                        {"allow": "POST" if path.endswith("completions") else "GET"},
+                    )
                     return
                 await handler(exchange)
                 return

@@ -13,10 +13,26 @@ from orgs.models import public_code
 
 from .routing import Caller, Route
 
-JETTY_FIELDS = frozenset({
-    "runbook", "collection", "task", "agent", "model_provider", "snapshot", "template_variables", "file_paths",
-    "files", "runbook_url", "timeout_s", "network", "webhook_url", "webhook_secret", "async", "idempotency_key",
-})
+JETTY_FIELDS = frozenset(
+    {
+        "runbook",
+        "collection",
+        "task",
+        "agent",
+        "model_provider",
+        "snapshot",
+        "template_variables",
+        "file_paths",
+        "files",
+        "runbook_url",
+        "timeout_s",
+        "network",
+        "webhook_url",
+        "webhook_secret",
+        "async",
+        "idempotency_key",
+    }
+)
 ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
 CHAT_TASK = "_chat"
 
@@ -40,11 +56,17 @@ class ChatRequest:
         model = body.get("model")
         _require(isinstance(model, str) and bool(model.strip()), "`model` is required and must be a string", "model")
         messages = body.get("messages")
-        _require(isinstance(messages, list) and len(messages) > 0,
-                 "`messages` is required and must be a non-empty array", "messages")
-        for i, message in enumerate(messages):
-            _require(isinstance(message, dict) and message.get("role") in ROLES,
-                     f"messages[{i}] must be an object with a role in {sorted(ROLES)}", f"messages[{i}].role")
+        _require(
+            isinstance(messages, list) and len(messages) > 0,
+            "`messages` is required and must be a non-empty array",
+            "messages",
+        )
+        for i, message in enumerate(messages or []):
+            _require(
+                isinstance(message, dict) and message.get("role") in ROLES,
+                f"messages[{i}] must be an object with a role in {sorted(ROLES)}",
+                f"messages[{i}].role",
+            )
         stream = body.get("stream", False)
         _require(stream is None or isinstance(stream, bool), "`stream` must be a boolean", "stream")
         n = body.get("n")
@@ -52,29 +74,40 @@ class ChatRequest:
         for name in ("tools", "stop"):
             value = body.get(name)
             if name == "stop":
-                _require(value is None or isinstance(value, (str, list)), "`stop` must be a string or an array",
-                         "stop")
+                _require(value is None or isinstance(value, (str, list)), "`stop` must be a string or an array", "stop")
             else:
                 _require(value is None or isinstance(value, list), f"`{name}` must be an array", name)
         stream_options = body.get("stream_options")
-        _require(stream_options is None or isinstance(stream_options, dict), "`stream_options` must be an object",
-                 "stream_options")
+        _require(
+            stream_options is None or isinstance(stream_options, dict),
+            "`stream_options` must be an object",
+            "stream_options",
+        )
         jetty = body.get("jetty")
         _require(jetty is None or isinstance(jetty, dict), "`jetty` must be an object", "jetty")
         jetty = jetty or {}
         unknown = sorted(set(jetty) - JETTY_FIELDS)
         _require(not unknown, f"Unknown field(s) in `jetty`: {', '.join(unknown)}", "jetty")
         if jetty.get("runbook"):
-            raise ApiError(400, "Agent mode (`jetty.runbook: true`) is not available on this server yet",
-                           code="agent_mode_unavailable", param="jetty.runbook")
+            raise ApiError(
+                400,
+                "Agent mode (`jetty.runbook: true`) is not available on this server yet",
+                code="agent_mode_unavailable",
+                param="jetty.runbook",
+            )
         task = jetty.get("task", CHAT_TASK)
         _require(isinstance(task, str) and 0 < len(task) <= 200, "`jetty.task` must be a short string", "jetty.task")
         collection = jetty.get("collection")
-        _require(collection is None or isinstance(collection, str), "`jetty.collection` must be a string",
-                 "jetty.collection")
+        _require(
+            collection is None or isinstance(collection, str), "`jetty.collection` must be a string", "jetty.collection"
+        )
         return cls(
-            body=body, model=model.strip(), stream=bool(stream),
-            include_usage=bool((stream_options or {}).get("include_usage")), task=task, collection=collection,
+            body=body,
+            model=str(model).strip(),
+            stream=bool(stream),
+            include_usage=bool((stream_options or {}).get("include_usage")),
+            task=task,
+            collection=collection,
         )
 
     def upstream_params(self) -> dict[str, Any]:
@@ -161,8 +194,13 @@ class StreamAccumulator:
             if index in self.tool_calls:
                 message["tool_calls"] = [self.tool_calls[index][k] for k in sorted(self.tool_calls[index])]
             choices.append({"index": index, "message": message, "finish_reason": self.finish.get(index)})
-        return {"id": self.id, "object": "chat.completion", "model": self.model, "choices": choices,
-                "usage": self.usage}
+        return {
+            "id": self.id,
+            "object": "chat.completion",
+            "model": self.model,
+            "choices": choices,
+            "usage": self.usage,
+        }
 
 
 @dataclass
@@ -176,8 +214,15 @@ class Call:
     started: float = field(default_factory=time.time)
     first_byte: float | None = None
 
-    def record(self, response: dict[str, Any] | None, *, status_code: int, error: str = "",
-               error_kind: str = "", cancelled: bool = False) -> dict[str, Any]:
+    def record(
+        self,
+        response: dict[str, Any] | None,
+        *,
+        status_code: int,
+        error: str = "",
+        error_kind: str = "",
+        cancelled: bool = False,
+    ) -> dict[str, Any]:
         finished = time.time()
         usage = (response or {}).get("usage") or {}
         prompt = int(usage.get("prompt_tokens") or 0)
@@ -226,9 +271,15 @@ class Call:
             "events": [
                 {"kind": "run.state", "ts": self.started, "payload": {"status": "running"}},
                 {
-                    "kind": "model.call", "ts": self.started, "payload": call_payload, "model": route.model,
-                    "provider": route.provider, "prompt_tokens": prompt, "completion_tokens": completion,
-                    "cost_usd": None, "latency_ms": int((finished - self.started) * 1000),
+                    "kind": "model.call",
+                    "ts": self.started,
+                    "payload": call_payload,
+                    "model": route.model,
+                    "provider": route.provider,
+                    "prompt_tokens": prompt,
+                    "completion_tokens": completion,
+                    "cost_usd": None,
+                    "latency_ms": int((finished - self.started) * 1000),
                 },
                 {"kind": "run.state", "ts": finished, "payload": end_payload},
             ],

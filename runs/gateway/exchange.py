@@ -1,14 +1,12 @@
 """One HTTP exchange at the ASGI level: the gateway reads and answers requests with it."""
 
-
 from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from orgs.api_errors import ApiError, error_body
-
+from orgs.api_errors import ApiError
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -40,14 +38,14 @@ class Exchange:
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > limit:
-                raise ApiError(413, f"Request body is larger than the limit of {limit} bytes",
-                               code="request_too_large")
+                raise ApiError(413, f"Request body is larger than the limit of {limit} bytes", code="request_too_large")
             parts.append(chunk)
             if not message.get("more_body"):
                 return b"".join(parts)
 
-    async def respond(self, status: int, body: bytes, headers: dict[str, str] | None = None,
-                      content_type: str = "application/json") -> None:
+    async def respond(
+        self, status: int, body: bytes, headers: dict[str, str] | None = None, content_type: str = "application/json"
+    ) -> None:
         raw_headers = [(b"content-type", content_type.encode()), (b"content-length", str(len(body)).encode())]
         raw_headers += [(k.encode(), v.encode()) for k, v in (headers or {}).items()]
         await self._send({"type": "http.response.start", "status": status, "headers": raw_headers})
@@ -60,8 +58,11 @@ class Exchange:
         await self.respond_json(error.status, error.body(), error.headers)
 
     async def start_stream(self, headers: dict[str, str]) -> None:
-        raw_headers = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache"),
-                       (b"x-accel-buffering", b"no")]
+        raw_headers = [
+            (b"content-type", b"text/event-stream"),
+            (b"cache-control", b"no-cache"),
+            (b"x-accel-buffering", b"no"),
+        ]
         raw_headers += [(k.encode(), v.encode()) for k, v in headers.items()]
         await self._send({"type": "http.response.start", "status": 200, "headers": raw_headers})
         self.started = True

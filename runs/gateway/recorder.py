@@ -39,8 +39,12 @@ def _fill_costs(records: list[dict[str, Any]]) -> None:
         total = 0.0
         for event in record["events"]:
             if event.get("kind") == "model.call" and event.get("cost_usd") is None:
-                event["cost_usd"] = cost_of(event.get("model") or record["model"], event.get("provider") or "",
-                                            event.get("prompt_tokens") or 0, event.get("completion_tokens") or 0)
+                event["cost_usd"] = cost_of(
+                    event.get("model") or record["model"],
+                    event.get("provider") or "",
+                    event.get("prompt_tokens") or 0,
+                    event.get("completion_tokens") or 0,
+                )
             total += event.get("cost_usd") or 0.0
         record["cost_usd"] = total
 

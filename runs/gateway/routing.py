@@ -51,9 +51,11 @@ def provider_of(model: str) -> tuple[str, str]:
         upstream_model, provider, _, _ = litellm.get_llm_provider(model)
     except Exception:  # litellm raises BadRequestError or a bare Exception for strings it cannot place
         raise ApiError(
-            404, f"The model `{model}` does not exist or no provider serves it. Use a litellm model string such "
+            404,
+            f"The model `{model}` does not exist or no provider serves it. Use a litellm model string such "
             "as `openai/gpt-4o-mini`, `anthropic/claude-sonnet-4-5` or `scripted/default`.",
-            code="model_not_found", param="model",
+            code="model_not_found",
+            param="model",
         ) from None
     return provider, upstream_model
 
@@ -86,7 +88,9 @@ class ResolutionCache:
         self._entries[key] = (time.monotonic() + self.ttl, *value)
 
 
-def resolve(plain_token: str | None, model: str, collection_name: str | None, direct_enabled: bool) -> tuple[Caller, Route]:
+def resolve(
+    plain_token: str | None, model: str, collection_name: str | None, direct_enabled: bool
+) -> tuple[Caller, Route]:
     for attempt in (1, 2):
         try:
             return _resolve(plain_token, model, collection_name, direct_enabled)
@@ -98,8 +102,9 @@ def resolve(plain_token: str | None, model: str, collection_name: str | None, di
     raise AssertionError("unreachable")
 
 
-def _resolve(plain_token: str | None, model: str, collection_name: str | None,
-             direct_enabled: bool) -> tuple[Caller, Route]:
+def _resolve(
+    plain_token: str | None, model: str, collection_name: str | None, direct_enabled: bool
+) -> tuple[Caller, Route]:
     principal = principal_for(plain_token)
     if principal is None:
         raise ApiError(401, "Incorrect API key provided, or it was revoked or has expired.", code="invalid_api_key")
@@ -112,8 +117,9 @@ def _resolve(plain_token: str | None, model: str, collection_name: str | None,
             raise ApiError(404, f"Collection `{collection_name}` not found", code="not_found", param="jetty.collection")
     provider, upstream_model = provider_of(model)
     if not principal.org.may_use_model(model):
-        raise ApiError(404, f"The model `{model}` is not enabled for this organisation", code="model_not_found",
-                       param="model")
+        raise ApiError(
+            404, f"The model `{model}` is not enabled for this organisation", code="model_not_found", param="model"
+        )
     api_key = api_base = None
     if provider != scripted.PROVIDER:
         key = ProviderKey.objects.filter(org=principal.org, provider=provider).first()
@@ -124,14 +130,19 @@ def _resolve(plain_token: str | None, model: str, collection_name: str | None,
         api_key = api_key or os.environ.get(f"{provider.upper()}_API_KEY")
         api_base = api_base or os.environ.get(f"{provider.upper()}_API_BASE") or DEFAULT_API_BASES[provider]
         if not api_key:
-            raise ApiError(400, f"No API key for provider `{provider}` is configured for this organisation",
-                           code="provider_not_configured", param="model")
-    route = Route(model=model, provider=provider, upstream_model=upstream_model, api_key=api_key,
-                  api_base=api_base, direct=direct)
+            raise ApiError(
+                400,
+                f"No API key for provider `{provider}` is configured for this organisation",
+                code="provider_not_configured",
+                param="model",
+            )
+    route = Route(
+        model=model, provider=provider, upstream_model=upstream_model, api_key=api_key, api_base=api_base, direct=direct
+    )
     return Caller(principal=principal, collection=collection), route
 
 
-def models_for(principal: Principal) -> list[dict[str, str]]:
+def models_for(principal: Principal) -> list[dict[str, object]]:
     """The models an org may call: the scripted ones, and each configured provider's catalogue."""
     names: dict[str, str] = {m: scripted.PROVIDER for m in scripted.MODELS}
     for key in ProviderKey.objects.filter(org=principal.org):

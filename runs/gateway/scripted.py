@@ -123,16 +123,29 @@ class Turn:
         for index in range(n):
             if self.tool_call:
                 call = dict(self.tool_call, index=0)
-                yield GenericStreamingChunk(text="", tool_use=call, is_finished=False, finish_reason="", usage=None,
-                                            index=index)
+                yield GenericStreamingChunk(
+                    text="",
+                    tool_use=call,  # type: ignore[typeddict-item]
+                    is_finished=False,
+                    finish_reason="",
+                    usage=None,
+                    index=index,
+                )
             else:
                 words = self.text.split(" ")
                 for i, word in enumerate(words):
                     piece = word if i == len(words) - 1 else word + " "
-                    yield GenericStreamingChunk(text=piece, tool_use=None, is_finished=False, finish_reason="",
-                                                usage=None, index=index)
-        yield GenericStreamingChunk(text="", tool_use=None, is_finished=True, finish_reason=self.finish_reason,
-                                    usage=self.usage, index=0)
+                    yield GenericStreamingChunk(
+                        text=piece, tool_use=None, is_finished=False, finish_reason="", usage=None, index=index
+                    )
+        yield GenericStreamingChunk(
+            text="",
+            tool_use=None,
+            is_finished=True,
+            finish_reason=self.finish_reason,
+            usage=self.usage,  # type: ignore[typeddict-item]
+            index=0,
+        )
 
 
 class ScriptedLLM(CustomLLM):
@@ -141,8 +154,21 @@ class ScriptedLLM(CustomLLM):
     def _turn(self, model: str, messages: list, optional_params: dict) -> Turn:
         return Turn(model, messages, optional_params)
 
-    def completion(self, model, messages, api_base, custom_prompt_dict, model_response, print_verbose, encoding,
-                   api_key, logging_obj, optional_params, *args, **kwargs) -> ModelResponse:
+    def completion(
+        self,
+        model,
+        messages,
+        api_base,
+        custom_prompt_dict,
+        model_response,
+        print_verbose,
+        encoding,
+        api_key,
+        logging_obj,
+        optional_params,
+        *args,
+        **kwargs,
+    ) -> ModelResponse:
         turn = self._turn(model, messages, optional_params)
         n = int(optional_params.get("n") or 1)
         return ModelResponse(
@@ -155,12 +181,38 @@ class ScriptedLLM(CustomLLM):
     async def acompletion(self, *args, **kwargs) -> ModelResponse:
         return self.completion(*args, **kwargs)
 
-    def streaming(self, model, messages, api_base, custom_prompt_dict, model_response, print_verbose, encoding,
-                  api_key, logging_obj, optional_params, *args, **kwargs) -> Iterator[GenericStreamingChunk]:
+    def streaming(
+        self,
+        model,
+        messages,
+        api_base,
+        custom_prompt_dict,
+        model_response,
+        print_verbose,
+        encoding,
+        api_key,
+        logging_obj,
+        optional_params,
+        *args,
+        **kwargs,
+    ) -> Iterator[GenericStreamingChunk]:
         yield from self._turn(model, messages, optional_params).chunks()
 
-    async def astreaming(self, model, messages, api_base, custom_prompt_dict, model_response, print_verbose, encoding,
-                         api_key, logging_obj, optional_params, *args, **kwargs) -> AsyncIterator[GenericStreamingChunk]:
+    async def astreaming(  # type: ignore[override]
+        self,
+        model,
+        messages,
+        api_base,
+        custom_prompt_dict,
+        model_response,
+        print_verbose,
+        encoding,
+        api_key,
+        logging_obj,
+        optional_params,
+        *args,
+        **kwargs,
+    ) -> AsyncIterator[GenericStreamingChunk]:
         for chunk in self._turn(model, messages, optional_params).chunks():
             yield chunk
 

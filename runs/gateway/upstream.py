@@ -20,12 +20,20 @@ from django.conf import settings
 
 from orgs.api_errors import ApiError
 
-from .exchange import Exchange
 from .calls import Call, StreamAccumulator
+from .exchange import Exchange
 
-PASSED_HEADERS = ("x-request-id", "openai-processing-ms", "retry-after", "x-ratelimit-limit-requests",
-                  "x-ratelimit-limit-tokens", "x-ratelimit-remaining-requests", "x-ratelimit-remaining-tokens",
-                  "x-ratelimit-reset-requests", "x-ratelimit-reset-tokens")
+PASSED_HEADERS = (
+    "x-request-id",
+    "openai-processing-ms",
+    "retry-after",
+    "x-ratelimit-limit-requests",
+    "x-ratelimit-limit-tokens",
+    "x-ratelimit-remaining-requests",
+    "x-ratelimit-remaining-tokens",
+    "x-ratelimit-reset-requests",
+    "x-ratelimit-reset-tokens",
+)
 
 
 @dataclass
@@ -62,8 +70,11 @@ def upstream_error(status: int, raw: bytes | str, provider: str, headers: dict[s
     except (ValueError, KeyError, TypeError):
         pass
     if status in (401, 403):
-        return ApiError(502, f"The provider `{provider}` rejected this organisation's credentials: {message}",
-                        code="provider_auth_failed")
+        return ApiError(
+            502,
+            f"The provider `{provider}` rejected this organisation's credentials: {message}",
+            code="provider_auth_failed",
+        )
     if status == 429:
         retry = {k: v for k, v in headers.items() if k == "retry-after"}
         return ApiError(429, message, code=code or "rate_limit_exceeded", type=type_ or None, headers=retry)
@@ -100,15 +111,26 @@ async def forward_direct(exchange: Exchange, call: Call, run_headers: dict[str, 
             await _relay_sse(exchange, call, upstream.content.iter_any(), accumulator)
             return Outcome(accumulator.completion(), 200)
     except (TimeoutError, aiohttp.ServerTimeoutError):
-        return Outcome(None, 504, ApiError(504, f"The provider `{route.provider}` did not answer within "
-                                                f"{settings.JETTY_GATEWAY_TIMEOUT_S:g} s", code="upstream_timeout"))
+        return Outcome(
+            None,
+            504,
+            ApiError(
+                504,
+                f"The provider `{route.provider}` did not answer within {settings.JETTY_GATEWAY_TIMEOUT_S:g} s",
+                code="upstream_timeout",
+            ),
+        )
     except aiohttp.ClientError as exc:
-        return Outcome(None, 502, ApiError(502, f"Could not reach the provider `{route.provider}`: {exc}",
-                                           code="upstream_unreachable"))
+        return Outcome(
+            None,
+            502,
+            ApiError(502, f"Could not reach the provider `{route.provider}`: {exc}", code="upstream_unreachable"),
+        )
 
 
-async def _relay_sse(exchange: Exchange, call: Call, pieces: AsyncIterator[bytes],
-                     accumulator: StreamAccumulator) -> None:
+async def _relay_sse(
+    exchange: Exchange, call: Call, pieces: AsyncIterator[bytes], accumulator: StreamAccumulator
+) -> None:
     """Pass SSE events through as they arrive, reading each for the record and dropping unrequested usage."""
     drop_usage = not call.request.include_usage
     buffer = b""
@@ -161,8 +183,13 @@ async def forward_litellm(exchange: Exchange, call: Call, run_headers: dict[str,
     params = request.upstream_params()
     try:
         response = await litellm.acompletion(
-            model=route.model, messages=request.body["messages"], api_key=route.api_key, api_base=route.api_base,
-            timeout=settings.JETTY_GATEWAY_TIMEOUT_S, max_retries=0, **params,
+            model=route.model,
+            messages=request.body["messages"],
+            api_key=route.api_key,
+            api_base=route.api_base,
+            timeout=settings.JETTY_GATEWAY_TIMEOUT_S,
+            max_retries=0,
+            **params,
         )
         if not request.stream:
             call.first_byte = time.time()

@@ -12,8 +12,8 @@ from orgs.api_errors import ApiError, parse_json_body
 from orgs.auth import bearer_value, principal_for
 
 from . import routing
-from .exchange import ClientGone, Exchange
 from .calls import Call, ChatRequest
+from .exchange import ClientGone, Exchange
 from .recorder import recorder
 from .upstream import forward_direct, forward_litellm
 
@@ -35,8 +35,9 @@ async def resolve(token: str, request: ChatRequest) -> tuple[routing.Caller, rou
 def _token(exchange: Exchange) -> str:
     token = bearer_value(exchange.headers.get("authorization"))
     if token is None:
-        raise ApiError(401, "You didn't provide an API key. Send it as `Authorization: Bearer <token>`.",
-                       code="invalid_api_key")
+        raise ApiError(
+            401, "You didn't provide an API key. Send it as `Authorization: Bearer <token>`.", code="invalid_api_key"
+        )
     return token
 
 
@@ -67,18 +68,19 @@ async def chat_completions(exchange: Exchange) -> None:
             await exchange.respond_error(ApiError(500, "Internal error; it has been logged", code="internal_error"))
         return
 
-    if outcome.error is not None:
-        error = outcome.error
-        recorder().submit(call.record(outcome.response, status_code=error.status, error=error.message,
-                                      error_kind="upstream"))
+    failure = outcome.error
+    if failure is not None:
+        recorder().submit(
+            call.record(outcome.response, status_code=failure.status, error=failure.message, error_kind="upstream")
+        )
         if exchange.started:  # the stream had begun: the error travels as a last event
             try:
-                await exchange.stream(b"data: " + json.dumps(error.body()).encode() + b"\n\n")
+                await exchange.stream(b"data: " + json.dumps(failure.body()).encode() + b"\n\n")
                 await exchange.end_stream()
             except ClientGone:
                 pass
         else:
-            await exchange.respond_json(error.status, error.body(), {**error.headers, **run_headers})
+            await exchange.respond_json(failure.status, failure.body(), {**failure.headers, **run_headers})
         return
     recorder().submit(call.record(outcome.response, status_code=outcome.status_code))
 
@@ -91,8 +93,7 @@ async def models(exchange: Exchange) -> None:
     try:
         principal = await _principal(_token(exchange))
         if principal is None:
-            raise ApiError(401, "Incorrect API key provided, or it was revoked or has expired.",
-                           code="invalid_api_key")
+            raise ApiError(401, "Incorrect API key provided, or it was revoked or has expired.", code="invalid_api_key")
         listing = await _models_for(principal)
         path = exchange.scope["path"]
         if path.startswith("/v1/models/"):

@@ -112,7 +112,11 @@ def _route(method: str, path: str, body: dict) -> tuple[int, dict, dict]:
     if method == "GET" and path.startswith("/_requests"):
         return 200, {"requests": SEEN}, {}
     if method == "GET" and path.endswith("/models"):
-        return 200, {"object": "list", "data": [{"id": "fake", "object": "model", "created": 0, "owned_by": "fake"}]}, {}
+        return (
+            200,
+            {"object": "list", "data": [{"id": "fake", "object": "model", "created": 0, "owned_by": "fake"}]},
+            {},
+        )
     if method != "POST" or not path.endswith("/chat/completions"):
         return _error(404, f"no route {method} {path}", "invalid_request_error")
     SEEN.append(body)
@@ -123,8 +127,9 @@ def _route(method: str, path: str, body: dict) -> tuple[int, dict, dict]:
     if model.endswith("-500"):
         return _error(500, "The server had an error", "server_error")
     if model.endswith("-400"):
-        return _error(400, "This model's maximum context length is 10 tokens", "invalid_request_error",
-                      "context_length_exceeded")
+        return _error(
+            400, "This model's maximum context length is 10 tokens", "invalid_request_error", "context_length_exceeded"
+        )
     if model.endswith("-401"):
         return _error(401, "Incorrect API key provided", "invalid_request_error", "invalid_api_key")
     return 200, _completion(body), {}
@@ -143,7 +148,9 @@ async def _handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) ->
                 await asyncio.sleep(30)
             if method == "POST" and body.get("stream") and not str(body.get("model", "")).rsplit("-", 1)[-1].isdigit():
                 SEEN.append(body)
-                writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n")
+                writer.write(
+                    b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n"
+                )
                 for event in _stream_events(body):
                     writer.write(b"%x\r\n%s\r\n" % (len(event), event))
                 writer.write(b"0\r\n\r\n")

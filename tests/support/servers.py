@@ -55,23 +55,24 @@ class Process:
 
 def spawn(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
     handle = log.open("wb")
-    return subprocess.Popen(args, cwd=ROOT, env=env, stdout=handle, stderr=subprocess.STDOUT,
-                            start_new_session=True)
+    return subprocess.Popen(args, cwd=ROOT, env=env, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True)
 
 
 def start_fake_upstream(log: Path) -> Process:
     port = free_port()
     proc = spawn([sys.executable, "-m", "tests.support.fake_openai", "--port", str(port)], dict(os.environ), log)
     url = f"http://127.0.0.1:{port}"
-    wait_until(lambda: urllib.request.urlopen(f"{url}/v1/models", timeout=1).status == 200, 20, "fake upstream",
-               proc, log)
+    wait_until(
+        lambda: urllib.request.urlopen(f"{url}/v1/models", timeout=1).status == 200, 20, "fake upstream", proc, log
+    )
     return Process(proc, log, url)
 
 
 def start_daphne(env: dict[str, str], log: Path) -> Process:
     port = free_port()
-    proc = spawn([str(VENV_BIN / "daphne"), "-b", "127.0.0.1", "-p", str(port), "jetty_site.asgi:application"],
-                 env, log)
+    proc = spawn(
+        [str(VENV_BIN / "daphne"), "-b", "127.0.0.1", "-p", str(port), "jetty_site.asgi:application"], env, log
+    )
     url = f"http://127.0.0.1:{port}"
     wait_until(lambda: urllib.request.urlopen(f"{url}/healthz", timeout=1).status == 200, 60, "daphne", proc, log)
     return Process(proc, log, url)

@@ -7,76 +7,146 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('orgs', '0001_initial'),
+        ("orgs", "0001_initial"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='Run',
+            name="Run",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('public_id', models.CharField(editable=False, max_length=32, unique=True)),
-                ('task', models.CharField(db_index=True, max_length=200)),
-                ('kind', models.CharField(choices=[('chat', 'Passthrough model call'), ('agent', 'Agent run'), ('workflow', 'Workflow')], default='chat', max_length=10)),
-                ('status', models.CharField(choices=[('queued', 'Queued'), ('running', 'Running'), ('succeeded', 'Succeeded'), ('failed', 'Failed'), ('cancelled', 'Cancelled')], db_index=True, default='queued', max_length=10)),
-                ('model', models.CharField(blank=True, db_index=True, max_length=200)),
-                ('upstream_model', models.CharField(blank=True, max_length=200)),
-                ('provider', models.CharField(blank=True, max_length=50)),
-                ('agent', models.CharField(blank=True, max_length=50)),
-                ('error_kind', models.CharField(blank=True, choices=[('user', 'User error (timeout, limits, bad input)'), ('upstream', 'Model provider error'), ('platform', 'Platform fault')], max_length=10)),
-                ('error', models.TextField(blank=True)),
-                ('prompt_tokens', models.PositiveIntegerField(default=0)),
-                ('completion_tokens', models.PositiveIntegerField(default=0)),
-                ('total_tokens', models.PositiveIntegerField(default=0)),
-                ('cost_usd', models.DecimalField(decimal_places=8, default=Decimal('0'), max_digits=14)),
-                ('created', models.DateTimeField(db_index=True, default=django.utils.timezone.now)),
-                ('started_at', models.DateTimeField(blank=True, null=True)),
-                ('finished_at', models.DateTimeField(blank=True, null=True)),
-                ('token_prefix', models.CharField(blank=True, help_text='Which API token started the run.', max_length=16)),
-                ('metadata', models.JSONField(blank=True, default=dict)),
-                ('last_seq', models.PositiveIntegerField(default=0, help_text='Sequence number of the newest event.')),
-                ('collection', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='runs', to='orgs.collection')),
-                ('org', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='runs', to='orgs.org')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("public_id", models.CharField(editable=False, max_length=32, unique=True)),
+                ("task", models.CharField(db_index=True, max_length=200)),
+                (
+                    "kind",
+                    models.CharField(
+                        choices=[("chat", "Passthrough model call"), ("agent", "Agent run"), ("workflow", "Workflow")],
+                        default="chat",
+                        max_length=10,
+                    ),
+                ),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("queued", "Queued"),
+                            ("running", "Running"),
+                            ("succeeded", "Succeeded"),
+                            ("failed", "Failed"),
+                            ("cancelled", "Cancelled"),
+                        ],
+                        db_index=True,
+                        default="queued",
+                        max_length=10,
+                    ),
+                ),
+                ("model", models.CharField(blank=True, db_index=True, max_length=200)),
+                ("upstream_model", models.CharField(blank=True, max_length=200)),
+                ("provider", models.CharField(blank=True, max_length=50)),
+                ("agent", models.CharField(blank=True, max_length=50)),
+                (
+                    "error_kind",
+                    models.CharField(
+                        blank=True,
+                        choices=[
+                            ("user", "User error (timeout, limits, bad input)"),
+                            ("upstream", "Model provider error"),
+                            ("platform", "Platform fault"),
+                        ],
+                        max_length=10,
+                    ),
+                ),
+                ("error", models.TextField(blank=True)),
+                ("prompt_tokens", models.PositiveIntegerField(default=0)),
+                ("completion_tokens", models.PositiveIntegerField(default=0)),
+                ("total_tokens", models.PositiveIntegerField(default=0)),
+                ("cost_usd", models.DecimalField(decimal_places=8, default=Decimal("0"), max_digits=14)),
+                ("created", models.DateTimeField(db_index=True, default=django.utils.timezone.now)),
+                ("started_at", models.DateTimeField(blank=True, null=True)),
+                ("finished_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "token_prefix",
+                    models.CharField(blank=True, help_text="Which API token started the run.", max_length=16),
+                ),
+                ("metadata", models.JSONField(blank=True, default=dict)),
+                ("last_seq", models.PositiveIntegerField(default=0, help_text="Sequence number of the newest event.")),
+                (
+                    "collection",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="runs",
+                        to="orgs.collection",
+                    ),
+                ),
+                (
+                    "org",
+                    models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name="runs", to="orgs.org"),
+                ),
             ],
             options={
-                'ordering': ['-created', '-id'],
+                "ordering": ["-created", "-id"],
             },
         ),
         migrations.CreateModel(
-            name='Event',
+            name="Event",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('seq', models.PositiveIntegerField()),
-                ('kind', models.CharField(choices=[('run.state', 'Run State'), ('model.call', 'Model Call'), ('agent.message', 'Agent Message'), ('tool.call', 'Tool Call'), ('tool.result', 'Tool Result'), ('command', 'Command'), ('file.change', 'File Change'), ('log', 'Log'), ('step.start', 'Step Start'), ('step.end', 'Step End'), ('judge.verdict', 'Judge Verdict'), ('error', 'Error')], max_length=20)),
-                ('span', models.CharField(blank=True, max_length=100)),
-                ('ts', models.DateTimeField(default=django.utils.timezone.now)),
-                ('payload', models.JSONField(default=dict)),
-                ('model', models.CharField(blank=True, max_length=200)),
-                ('provider', models.CharField(blank=True, max_length=50)),
-                ('prompt_tokens', models.PositiveIntegerField(blank=True, null=True)),
-                ('completion_tokens', models.PositiveIntegerField(blank=True, null=True)),
-                ('cost_usd', models.DecimalField(blank=True, decimal_places=8, max_digits=14, null=True)),
-                ('latency_ms', models.PositiveIntegerField(blank=True, null=True)),
-                ('run', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='events', to='trajectories.run')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("seq", models.PositiveIntegerField()),
+                (
+                    "kind",
+                    models.CharField(
+                        choices=[
+                            ("run.state", "Run State"),
+                            ("model.call", "Model Call"),
+                            ("agent.message", "Agent Message"),
+                            ("tool.call", "Tool Call"),
+                            ("tool.result", "Tool Result"),
+                            ("command", "Command"),
+                            ("file.change", "File Change"),
+                            ("log", "Log"),
+                            ("step.start", "Step Start"),
+                            ("step.end", "Step End"),
+                            ("judge.verdict", "Judge Verdict"),
+                            ("error", "Error"),
+                        ],
+                        max_length=20,
+                    ),
+                ),
+                ("span", models.CharField(blank=True, max_length=100)),
+                ("ts", models.DateTimeField(default=django.utils.timezone.now)),
+                ("payload", models.JSONField(default=dict)),
+                ("model", models.CharField(blank=True, max_length=200)),
+                ("provider", models.CharField(blank=True, max_length=50)),
+                ("prompt_tokens", models.PositiveIntegerField(blank=True, null=True)),
+                ("completion_tokens", models.PositiveIntegerField(blank=True, null=True)),
+                ("cost_usd", models.DecimalField(blank=True, decimal_places=8, max_digits=14, null=True)),
+                ("latency_ms", models.PositiveIntegerField(blank=True, null=True)),
+                (
+                    "run",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="events", to="trajectories.run"
+                    ),
+                ),
             ],
             options={
-                'ordering': ['run', 'seq'],
+                "ordering": ["run", "seq"],
             },
         ),
         migrations.AddIndex(
-            model_name='run',
-            index=models.Index(fields=['org', '-created'], name='trajectorie_org_id_6eade7_idx'),
+            model_name="run",
+            index=models.Index(fields=["org", "-created"], name="trajectorie_org_id_6eade7_idx"),
         ),
         migrations.AddIndex(
-            model_name='run',
-            index=models.Index(fields=['org', 'task', '-created'], name='trajectorie_org_id_f41a52_idx'),
+            model_name="run",
+            index=models.Index(fields=["org", "task", "-created"], name="trajectorie_org_id_f41a52_idx"),
         ),
         migrations.AddConstraint(
-            model_name='event',
-            constraint=models.UniqueConstraint(fields=('run', 'seq'), name='event_seq_unique_per_run'),
+            model_name="event",
+            constraint=models.UniqueConstraint(fields=("run", "seq"), name="event_seq_unique_per_run"),
         ),
     ]

@@ -27,5 +27,7 @@ class Command(BaseCommand):
                 raise CommandError(f"No collection {collection!r} in {found.name}")
         expires = timezone.now() + timedelta(days=expires_days) if expires_days else None
         token, plain = create_token(found, name=name, collection=scope, expires_at=expires)
-        self.stdout.write(f"Created token {token.prefix}… for {found.name}" + (f" (collection {scope.name})" if scope else ""))
+        self.stdout.write(
+            f"Created token {token.prefix}… for {found.name}" + (f" (collection {scope.name})" if scope else "")
+        )
         self.stdout.write(plain)

@@ -56,16 +56,22 @@ class Command(BaseCommand):
             _, plain = create_token(org, name="demo", created_by=user)
             token_file.write_text(plain)
             token_file.chmod(0o600)
-        values = {"JETTY_DEMO_ORG": org.name, "JETTY_DEMO_USER": username, "JETTY_DEMO_PASSWORD": password,
-                  "JETTY_DEMO_TOKEN": plain}
+        values = {
+            "JETTY_DEMO_ORG": org.name,
+            "JETTY_DEMO_USER": username,
+            "JETTY_DEMO_PASSWORD": password,
+            "JETTY_DEMO_TOKEN": plain,
+        }
         for key, value in values.items():
             self.stdout.write(f"{key}={shlex.quote(value)}")
 
     def run(self, url: str, token: str) -> None:
         body = {
             "model": "scripted/default",
-            "messages": [{"role": "system", "content": "You are Jetty's demo."},
-                         {"role": "user", "content": "Say hello to the new Jetty install"}],
+            "messages": [
+                {"role": "system", "content": "You are Jetty's demo."},
+                {"role": "user", "content": "Say hello to the new Jetty install"},
+            ],
             "jetty": {"task": "demo-hello"},
         }
         headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
