@@ -57,11 +57,23 @@ def fake_upstream(logs):
 
 
 @pytest.fixture(scope="session")
-def jetty(process_env, logs):
-    """Jetty served by daphne on a free port, against the test database."""
+def jetty_server(process_env, logs):
     server = servers.start_daphne(process_env, logs / "daphne.log")
     yield server
     server.stop()
+
+
+@pytest.fixture
+def jetty(jetty_server, transactional_db, process_env):
+    """Jetty served by daphne on a free port, against the test database.
+
+    After each test it waits for the server to store what it recorded, so the database flush between tests
+    never races the recorder.
+    """
+    yield jetty_server
+    spool = Path(process_env["JETTY_SPOOL_DIR"])
+    time.sleep(0.05)
+    servers.wait_until(lambda: not list(spool.glob("*.jsonl")), 10, "recorder to drain")
 
 
 @dataclass
