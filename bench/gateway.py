@@ -32,6 +32,7 @@ from tests.support import servers  # noqa: E402
 
 BENCH_VENV = ROOT / ".venv-bench"
 CONCURRENCY = (1, 8, 32)
+PROXY_KEY = "sk-bench-" + os.urandom(16).hex()
 
 
 def tree_cpu_seconds(pid: int) -> float:
@@ -53,7 +54,7 @@ def tree_cpu_seconds(pid: int) -> float:
 
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
 
 
 async def load(url: str, headers: dict, model: str, stream: bool, concurrency: int, seconds: float, pid: int | None):
@@ -149,6 +150,7 @@ def start_litellm_proxy(upstream: str, workdir: Path, log: Path) -> servers.Proc
     port = servers.free_port()
     env = {
         **os.environ,
+        "LITELLM_MASTER_KEY": PROXY_KEY,
         "LITELLM_LOCAL_MODEL_COST_MAP": "True",
         "LITELLM_LOG": "ERROR",
         "DISABLE_SCHEMA_UPDATE": "true",
@@ -173,7 +175,7 @@ def table(results: list[dict]) -> str:
         "|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
-        fmt = lambda v, d=1: "–" if v is None else f"{v:.{d}f}"  # noqa: E731
+        fmt = lambda v, d=1: "-" if v is None else f"{v:.{d}f}"  # noqa: E731
         lines.append(
             f"| {r['target']} | {r['mode']} | {r['concurrency']} | {r['rps']:.0f} | {fmt(r['p50_ms'])} | "
             f"{fmt(r['p99_ms'])} | {fmt(r['ttfb_p50_ms'])} | {fmt(r['cpu_ms_per_req'], 2)} | {r['errors']} |"
@@ -185,20 +187,24 @@ def summary(results: list[dict]) -> str:
     def cell(target, mode, conc):
         return next((r for r in results if (r["target"], r["mode"], r["concurrency"]) == (target, mode, conc)), None)
 
+    def best(target: str, mode: str) -> float:
+        return max((r["rps"] for r in results if r["target"] == target and r["mode"] == mode), default=0)
+
+    def cpu(target: str, mode: str) -> float:
+        values = [r["cpu_ms_per_req"] for r in results if r["target"] == target and r["mode"] == mode]
+        return statistics.median(values or [0])
+
     out = []
     for mode in ("non-stream", "stream"):
         jetty_c1, direct_c1, proxy_c1 = (cell(t, mode, 1) for t in ("jetty", "direct", "litellm-proxy"))
-        best = lambda t: max((r["rps"] for r in results if r["target"] == t and r["mode"] == mode), default=0)  # noqa: E731
-        cpu = lambda t: statistics.median(  # noqa: E731
-            [r["cpu_ms_per_req"] for r in results if r["target"] == t and r["mode"] == mode] or [0]
-        )
         line = f"- {mode}: Jetty adds {jetty_c1['p50_ms'] - direct_c1['p50_ms']:.1f} ms p50 at concurrency 1"
         if proxy_c1:
+            jetty_rps, proxy_rps = best("jetty", mode), best("litellm-proxy", mode)
+            jetty_cpu, proxy_cpu = cpu("jetty", mode), cpu("litellm-proxy", mode)
             line += (
-                f" (proxy adds {proxy_c1['p50_ms'] - direct_c1['p50_ms']:.1f} ms); peak req/s Jetty "
-                f"{best('jetty'):.0f} vs proxy {best('litellm-proxy'):.0f} ({best('jetty') / best('litellm-proxy'):.1f}x); "
-                f"server CPU/req Jetty {cpu('jetty'):.2f} ms vs proxy {cpu('litellm-proxy'):.2f} ms "
-                f"({cpu('jetty') / cpu('litellm-proxy'):.2f} of it)"
+                f" (proxy adds {proxy_c1['p50_ms'] - direct_c1['p50_ms']:.1f} ms); peak req/s Jetty {jetty_rps:.0f}"
+                f" vs proxy {proxy_rps:.0f} ({jetty_rps / proxy_rps:.1f}x); server CPU/req Jetty {jetty_cpu:.2f} ms"
+                f" vs proxy {proxy_cpu:.2f} ms ({jetty_cpu / proxy_cpu:.2f} of it)"
             )
         out.append(line)
     return "\n".join(out)
@@ -245,7 +251,7 @@ def main() -> None:
         if proxy:
             targets["litellm-proxy"] = (
                 f"{proxy.url}/v1/chat/completions",
-                {"content-type": "application/json"},
+                {"authorization": f"Bearer {PROXY_KEY}", "content-type": "application/json"},
                 proxy.proc.pid,
             )
         results = asyncio.run(run_all(targets, args.seconds))
