@@ -20,6 +20,7 @@ down:
 	scripts/down
 
 test: venv
+	scripts/setup-sandbox-host
 	scripts/test
 
 lint: venv

@@ -257,3 +257,10 @@ LOGGING = {
 # Forward OpenAI-wire providers' calls byte for byte (litellm still resolves provider, endpoint and key); off sends
 # every call through litellm.acompletion.
 JETTY_GATEWAY_DIRECT = env_bool("JETTY_GATEWAY_DIRECT", True)
+
+# Sandboxes.
+JETTY_SANDBOX_BACKEND = env_str("JETTY_SANDBOX_BACKEND", "auto")
+if JETTY_SANDBOX_BACKEND not in ("auto", "bubblewrap", "docker"):
+    raise ImproperlyConfigured("JETTY_SANDBOX_BACKEND must be auto, bubblewrap or docker")
+JETTY_SANDBOX_ROOT = Path(env_str("JETTY_SANDBOX_ROOT", str(VAR_DIR / "sandboxes")))
+JETTY_SANDBOX_USER = env_str("JETTY_SANDBOX_USER", "jetty-sandbox")

@@ -1,0 +1,31 @@
+"""Sandbox backends behind one interface: ``create_sandbox(spec)``.
+
+``JETTY_SANDBOX_BACKEND`` picks one: ``bubblewrap`` or ``docker`` (``auto``, the default, takes Docker when an
+engine answers and bubblewrap otherwise).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from django.conf import settings
+
+from .base import Execution, Limits, Outcome, Sandbox, SandboxSpec, SandboxUnavailable
+
+__all__ = ["Execution", "Limits", "Outcome", "Sandbox", "SandboxSpec", "SandboxUnavailable", "create_sandbox"]
+
+
+def sandbox_root() -> Path:
+    root = Path(settings.JETTY_SANDBOX_ROOT)
+    root.mkdir(parents=True, exist_ok=True)
+    root.chmod(0o711)  # the sandbox user must reach its own folder below, and list nothing
+    return root
+
+
+def create_sandbox(spec: SandboxSpec, backend: str | None = None) -> Sandbox:
+    name = backend or settings.JETTY_SANDBOX_BACKEND
+    if name in ("bubblewrap", "auto"):
+        from .bubblewrap import BubblewrapSandbox
+
+        return BubblewrapSandbox(spec, sandbox_root(), settings.JETTY_SANDBOX_USER)
+    raise SandboxUnavailable(f"unknown sandbox backend {name!r}")

@@ -1,0 +1,141 @@
+"""One interface over the sandbox backends: a fresh, limited, isolated place to run one agent process tree.
+
+A sandbox owns a host folder laid out as the agent sees ``/app``: ``assets/`` (read-only inside), ``results/``
+(collected afterwards) and the working files, plus a private home. Everything is destroyed with the sandbox.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import threading
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Limits:
+    cpus: float = 1.0
+    memory_mb: int = 2048
+    pids: int = 512
+    disk_mb: int = 4096
+    wall_s: float = 1800.0
+
+
+@dataclass(frozen=True)
+class SandboxSpec:
+    name: str  # unique per sandbox, e.g. the run's public id
+    snapshot: str = "general"
+    network: bool = True
+    limits: Limits = field(default_factory=Limits)
+    env: dict[str, str] = field(default_factory=dict)  # only what the runbook declares, plus the run token
+    extra_binds: tuple[tuple[str, str], ...] = ()  # (host path, sandbox path), read-only
+
+
+@dataclass
+class Outcome:
+    exit_code: int | None
+    timed_out: bool = False
+    oom_killed: bool = False
+    disk_exceeded: bool = False
+    killed: bool = False
+    stderr_tail: str = ""
+
+    @property
+    def user_error(self) -> str | None:
+        """Why the run failed through its own doing (time, memory, disk), or None."""
+        if self.timed_out:
+            return "wall time limit exceeded"
+        if self.oom_killed:
+            return "memory limit exceeded"
+        if self.disk_exceeded:
+            return "disk limit exceeded"
+        return None
+
+
+def dir_size_mb(path: Path) -> float:
+    total = 0
+    for root, _dirs, files in os.walk(path):
+        for name in files:
+            try:
+                total += os.lstat(os.path.join(root, name)).st_size
+            except OSError:
+                pass
+    return total / (1024 * 1024)
+
+
+class Execution(ABC):
+    """The sandbox's main process: its output lines while it runs, then how it ended."""
+
+    def __init__(self, sandbox: Sandbox):
+        self.sandbox = sandbox
+        self.started = time.monotonic()
+        self.timed_out = self.disk_exceeded = self.killed = False
+        self._watch = threading.Thread(target=self._watchdog, daemon=True)
+        self._done = threading.Event()
+
+    def _begin_watch(self) -> None:
+        self._watch.start()
+
+    def _watchdog(self) -> None:
+        """Enforce wall time and disk (no quota is portable across backends, so disk is polled)."""
+        limits = self.sandbox.spec.limits
+        while not self._done.wait(1.0):
+            if time.monotonic() - self.started > limits.wall_s:
+                self.timed_out = True
+                self.kill()
+                return
+            if dir_size_mb(self.sandbox.workspace) > limits.disk_mb:
+                self.disk_exceeded = True
+                self.kill()
+                return
+
+    @abstractmethod
+    def lines(self) -> Iterator[str]:
+        """stdout, line by line, until the process ends."""
+
+    @abstractmethod
+    def wait(self) -> Outcome: ...
+
+    @abstractmethod
+    def kill(self) -> None: ...
+
+
+class Sandbox(ABC):
+    backend: str
+
+    def __init__(self, spec: SandboxSpec, root: Path):
+        self.spec = spec
+        self.root = root / spec.name
+        self.workspace = self.root / "app"
+        self.home = self.root / "home"
+        for path in (self.workspace / "assets", self.workspace / "results", self.home):
+            path.mkdir(parents=True, exist_ok=True)
+
+    @property
+    def assets(self) -> Path:
+        return self.workspace / "assets"
+
+    @property
+    def results(self) -> Path:
+        return self.workspace / "results"
+
+    @abstractmethod
+    def start(self, argv: list[str], env: dict[str, str] | None = None) -> Execution:
+        """Start the main process (``/app`` is its working directory)."""
+
+    def destroy(self) -> None:
+        shutil.rmtree(self.root, ignore_errors=True)
+
+    def __enter__(self) -> Sandbox:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.destroy()
+
+
+class SandboxUnavailable(RuntimeError):
+    """The backend cannot run here (missing binary, no engine)."""

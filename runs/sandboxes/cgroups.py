@@ -1,0 +1,137 @@
+"""Per-sandbox cgroups for memory, pids and CPU, on cgroup v1 (this machine) or v2.
+
+If neither hierarchy is writable the sandbox still runs, without kernel-enforced limits; ``Cgroup.enforced``
+says which it got, and the run records it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+ROOT = Path("/sys/fs/cgroup")
+PARENT = "jetty"
+
+
+def version() -> int | None:
+    """2 for a unified hierarchy with the controllers we need, 1 for v1 controllers, None if unusable."""
+    unified = ROOT / "cgroup.controllers"
+    if unified.exists():
+        controllers = unified.read_text().split()
+        return 2 if {"memory", "pids"} <= set(controllers) else None
+    if (ROOT / "memory").is_dir() and (ROOT / "pids").is_dir():
+        return 1
+    return None
+
+
+def _own_v1_path(controller: str) -> str:
+    for line in Path("/proc/self/cgroup").read_text().splitlines():
+        _, controllers, path = line.split(":", 2)
+        if controller in controllers.split(","):
+            return path.lstrip("/")
+    return ""
+
+
+class Cgroup:
+    def __init__(self, name: str, *, memory_mb: int, pids: int, cpus: float):
+        self.name = name
+        self.version = version()
+        self.dirs: list[Path] = []
+        self.enforced = False
+        try:
+            if self.version == 1:
+                self._make_v1(memory_mb, pids, cpus)
+            elif self.version == 2:
+                self._make_v2(memory_mb, pids, cpus)
+            self.enforced = bool(self.dirs)
+        except OSError as exc:
+            logger.warning("cgroup limits unavailable for %s: %s", name, exc)
+            self.remove()
+            self.dirs = []
+
+    def _make_v1(self, memory_mb: int, pids: int, cpus: float) -> None:
+        memory = ROOT / "memory" / _own_v1_path("memory") / PARENT / self.name
+        memory.mkdir(parents=True, exist_ok=True)
+        self.dirs.append(memory)
+        (memory / "memory.limit_in_bytes").write_text(str(memory_mb * 1024 * 1024))
+        swap = memory / "memory.memsw.limit_in_bytes"
+        if swap.exists():
+            swap.write_text(str(memory_mb * 1024 * 1024))
+        pid_dir = ROOT / "pids" / PARENT / self.name
+        pid_dir.mkdir(parents=True, exist_ok=True)
+        self.dirs.append(pid_dir)
+        (pid_dir / "pids.max").write_text(str(pids))
+        cpu = ROOT / "cpu" / PARENT / self.name
+        if (ROOT / "cpu").is_dir():
+            cpu.mkdir(parents=True, exist_ok=True)
+            self.dirs.append(cpu)
+            (cpu / "cpu.cfs_period_us").write_text("100000")
+            (cpu / "cpu.cfs_quota_us").write_text(str(int(cpus * 100000)))
+
+    def _make_v2(self, memory_mb: int, pids: int, cpus: float) -> None:
+        parent = ROOT / PARENT
+        parent.mkdir(exist_ok=True)
+        (ROOT / "cgroup.subtree_control").write_text("+memory +pids +cpu")
+        (parent / "cgroup.subtree_control").write_text("+memory +pids +cpu")
+        group = parent / self.name
+        group.mkdir(exist_ok=True)
+        self.dirs.append(group)
+        (group / "memory.max").write_text(str(memory_mb * 1024 * 1024))
+        (group / "memory.swap.max").write_text("0")
+        (group / "pids.max").write_text(str(pids))
+        (group / "cpu.max").write_text(f"{int(cpus * 100000)} 100000")
+
+    def join(self, pid: int | None = None) -> None:
+        """Move a process (the caller, by default: use it between fork and exec) into every group."""
+        for directory in self.dirs:
+            (directory / "cgroup.procs").write_text(str(pid or os.getpid()))
+
+    def pids(self) -> set[int]:
+        found: set[int] = set()
+        for directory in self.dirs:
+            try:
+                found |= {int(p) for p in (directory / "cgroup.procs").read_text().split()}
+            except OSError:
+                pass
+        return found
+
+    def oom_kills(self) -> int:
+        """How many processes the memory limit has killed so far."""
+        total = 0
+        for directory in self.dirs:
+            for name in ("memory.oom_control", "memory.events"):
+                path = directory / name
+                if path.exists():
+                    for line in path.read_text().splitlines():
+                        key, _, value = line.partition(" ")
+                        if key == "oom_kill":
+                            total += int(value)
+        return total
+
+    def kill_all(self) -> None:
+        for directory in self.dirs:
+            if (directory / "cgroup.kill").exists():
+                (directory / "cgroup.kill").write_text("1")
+        for _ in range(50):
+            remaining = self.pids()
+            if not remaining:
+                return
+            for pid in remaining:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+
+    def remove(self) -> None:
+        self.kill_all()
+        for directory in self.dirs:
+            try:
+                directory.rmdir()
+            except FileNotFoundError:
+                pass
+            except OSError as exc:
+                logger.warning("could not remove cgroup %s: %s", directory, exc)

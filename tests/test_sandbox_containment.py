@@ -1,0 +1,146 @@
+"""Containment of the sandbox backends: what an agent inside can and cannot do to the host."""
+
+from __future__ import annotations
+
+import subprocess
+import uuid
+from pathlib import Path
+
+import pytest
+
+from runs.sandboxes import Limits, SandboxSpec, create_sandbox
+
+BACKENDS = ["bubblewrap"]
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(params=BACKENDS)
+def make(request, settings):
+    # Not under pytest's tmp_path: the sandbox user must be able to traverse every folder above its own.
+    settings.JETTY_SANDBOX_ROOT = settings.VAR_DIR / "test-sandboxes" / uuid.uuid4().hex[:8]
+    made = []
+
+    def factory(**spec):
+        limits = Limits(**{"memory_mb": 256, "pids": 64, "wall_s": 20, "disk_mb": 64, **spec.pop("limits", {})})
+        sandbox = create_sandbox(SandboxSpec(name=f"t{len(made)}", limits=limits, **spec), backend=request.param)
+        made.append(sandbox)
+        return sandbox
+
+    yield factory
+    for sandbox in made:
+        sandbox.destroy()
+    settings.JETTY_SANDBOX_ROOT.rmdir()
+
+
+def sh(sandbox, script: str, **env):
+    execution = sandbox.start(["/bin/bash", "-c", script], env=env)
+    lines = list(execution.lines())
+    return lines, execution.wait()
+
+
+def test_the_agent_works_in_app_with_read_only_assets_and_collected_results(make):
+    sandbox = make()
+    (sandbox.assets / "input.csv").write_text("a,b\n1,2\n")
+    lines, outcome = sh(
+        sandbox,
+        "pwd; cat assets/input.csv | wc -l; echo done > results/out.txt; "
+        "echo x > assets/input.csv || echo assets-read-only",
+    )
+    assert outcome.exit_code == 0
+    assert lines == ["/app", "2", "assets-read-only"]
+    assert (sandbox.results / "out.txt").read_text() == "done\n"
+    assert (sandbox.assets / "input.csv").read_text() == "a,b\n1,2\n"
+
+
+def test_host_files_outside_the_mounts_are_invisible(make):
+    sandbox = make()
+    lines, _ = sh(
+        sandbox,
+        f"for p in /root /work {ROOT} /var/lib/postgresql /etc/shadow; do "
+        "if cat $p >/dev/null 2>&1 || ls $p >/dev/null 2>&1; then echo READ $p; fi; done; id -u; "
+        "ls /proc | grep -c '^[0-9]'",
+    )
+    assert not [line for line in lines if line.startswith("READ")], lines
+    assert lines[-2] != "0"
+    assert int(lines[-1]) < 10  # its own pid namespace: no host process is visible
+
+
+def test_nothing_outside_the_workspace_is_writable(make):
+    sandbox = make()
+    lines, _ = sh(
+        sandbox,
+        "for p in /usr/x /etc/x /x /proc/sys/vm/drop_caches; do "
+        "(echo 1 > $p) 2>/dev/null && echo WROTE $p; done; echo ok > /tmp/t && echo tmp-ok",
+    )
+    assert lines == ["tmp-ok"]
+
+
+def test_network_off_means_no_egress_and_no_host_services(make):
+    sandbox = make(network=False)
+    probe = (
+        "import socket\n"
+        "for host, port in [('1.1.1.1', 80), ('127.0.0.1', 5432), ('127.0.0.1', 6379), ('169.254.169.254', 80)]:\n"
+        "    try:\n"
+        "        socket.create_connection((host, port), 1); print('OPEN', host, port)\n"
+        "    except OSError as exc: print('closed', host, port)\n"
+    )
+    execution = sandbox.start(["python3", "-c", probe])
+    lines = list(execution.lines())
+    execution.wait()
+    assert len(lines) == 4 and all(line.startswith("closed") for line in lines), lines
+
+
+def test_memory_over_the_limit_ends_as_a_user_error(make):
+    sandbox = make(limits={"memory_mb": 64})
+    execution = sandbox.start(["python3", "-c", "b = bytearray(300 * 1024 * 1024); print('survived')"])
+    assert "survived" not in list(execution.lines())
+    outcome = execution.wait()
+    assert outcome.oom_killed and outcome.user_error == "memory limit exceeded"
+
+
+def test_wall_time_over_the_limit_ends_the_run(make):
+    sandbox = make(limits={"wall_s": 2})
+    outcome = sandbox.start(["sleep", "60"]).wait()
+    assert outcome.timed_out and outcome.user_error == "wall time limit exceeded"
+
+
+def test_a_fork_bomb_is_contained(make):
+    sandbox = make(limits={"pids": 32, "wall_s": 4})
+    outcome = sandbox.start(["/bin/bash", "-c", "b() { b | b & }; b"]).wait()
+    assert outcome.timed_out or outcome.exit_code is not None
+    assert subprocess.run(["true"]).returncode == 0  # the host can still fork
+    assert not sandbox.cgroup.pids()
+
+
+def test_disk_over_the_limit_ends_as_a_user_error(make):
+    sandbox = make(limits={"disk_mb": 8, "wall_s": 20})
+    outcome = sandbox.start(["/bin/bash", "-c", "dd if=/dev/zero of=/app/big bs=1M count=40; sleep 10"]).wait()
+    assert outcome.disk_exceeded and outcome.user_error == "disk limit exceeded"
+
+
+def test_only_declared_secrets_reach_the_sandbox(make, monkeypatch):
+    monkeypatch.setenv("UNDECLARED_SECRET", "s3cr3t-host-value")
+    sandbox = make(env={"DECLARED_TOKEN": "visible"})
+    lines, _ = sh(sandbox, "env")
+    assert "DECLARED_TOKEN=visible" in lines
+    assert not [line for line in lines if "s3cr3t-host-value" in line or "DATABASE_URL" in line]
+
+
+def test_destroy_leaves_nothing_behind(make):
+    sandbox = make()
+    execution = sandbox.start(["/bin/bash", "-c", "sleep 301 & sleep 302 & echo started; wait"])
+    assert next(iter(execution.lines())) == "started"
+    execution.kill()
+    execution.wait()
+    sandbox.destroy()
+    assert not sandbox.root.exists()
+    assert not sandbox.cgroup.pids()
+    assert all(not d.exists() for d in sandbox.cgroup.dirs)
+    assert not [p for p in Path("/proc").glob("[0-9]*/cmdline") if _cmdline(p).startswith("sleep 30")]
+
+
+def _cmdline(path: Path) -> str:
+    try:
+        return path.read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
