@@ -89,3 +89,49 @@ def test_it_streams_the_same_text_it_would_return():
 def test_alt_answers_differently_from_default():
     reply = litellm.completion(model="scripted/alt", messages=[{"role": "user", "content": "x"}])
     assert reply.choices[0].message.content == "alt says: x"
+
+
+RUNBOOK = """---
+version: 1.0.0
+evaluation: programmatic
+---
+# Objective
+Count things.
+
+## Step 1
+```bash
+echo one > /app/results/one.txt
+```
+
+## Step 2
+```bash
+wc -c /app/results/one.txt
+```
+"""
+SHELL = {"type": "function", "function": {"name": "shell", "parameters": {
+    "type": "object", "properties": {"command": {"type": "string"}}, "required": ["command"]}}}
+
+
+def test_the_runbook_policy_runs_each_bash_block_then_writes_the_summary():
+    messages = [{"role": "system", "content": RUNBOOK}, {"role": "user", "content": "go"}]
+    commands = []
+    for _ in range(5):
+        reply = ask(messages=messages, tools=[SHELL]).choices[0].message
+        if not reply.tool_calls:
+            break
+        call = reply.tool_calls[0]
+        commands.append(json.loads(call.function.arguments)["command"])
+        messages += [{"role": "assistant", "content": None, "tool_calls": [call.model_dump()]},
+                     {"role": "tool", "tool_call_id": call.id, "content": "ok"}]
+    assert commands[:2] == ["echo one > /app/results/one.txt", "wc -c /app/results/one.txt"]
+    assert "summary.md" in commands[2] and len(commands) == 3
+    assert reply.content.startswith("Runbook complete: ran 2 step(s)")
+
+
+def test_the_runbook_policy_speaks_to_array_shaped_shell_tools():
+    codex_like = {"type": "function", "function": {"name": "shell", "parameters": {
+        "type": "object", "properties": {"command": {"type": "array", "items": {"type": "string"}}}}}}
+    reply = ask(messages=[{"role": "system", "content": RUNBOOK}, {"role": "user", "content": "go"}],
+                tools=[codex_like]).choices[0].message
+    assert json.loads(reply.tool_calls[0].function.arguments)["command"] == [
+        "bash", "-lc", "echo one > /app/results/one.txt"]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -54,6 +55,36 @@ def _fill(schema: dict[str, Any], text: str) -> Any:
     return text
 
 
+SHELL_TOOLS = ("shell", "bash", "Bash", "run_shell_command", "exec_command", "local_shell")
+BLOCK = re.compile(r"^```(?:bash|sh|shell)[ \t]*\n(.*?)^```", re.M | re.S)
+
+
+def runbook_blocks(text: str) -> list[str]:
+    """The bash blocks of a runbook, in order."""
+    return [block.strip() for block in BLOCK.findall(text) if block.strip()]
+
+
+def shell_tool(tools: list[dict[str, Any]]) -> dict[str, Any] | None:
+    functions = [t.get("function", t) for t in tools]
+    named = next((f for f in functions if f.get("name") in SHELL_TOOLS), None)
+    return named or next((f for f in functions if "command" in (f.get("parameters") or {}).get("properties", {})), None)
+
+
+def shell_arguments(function: dict[str, Any], command: str) -> dict[str, Any]:
+    schema = function.get("parameters") or {}
+    arguments = _fill(schema, "") if schema.get("properties") else {}
+    kind = schema.get("properties", {}).get("command", {}).get("type")
+    arguments["command"] = ["bash", "-lc", command] if kind == "array" else command
+    return arguments
+
+
+def summary_command(blocks: list[str]) -> str:
+    steps = "\n".join(f"{i}. `{b.splitlines()[0][:80]}`" for i, b in enumerate(blocks, start=1))
+    body = f"# Summary\n\nRan {len(blocks)} step(s) of the runbook with the scripted model:\n\n{steps}\n"
+    return ("mkdir -p /app/results && [ -f /app/results/summary.md ] || "
+            f"cat > /app/results/summary.md <<'JETTY_SUMMARY'\n{body}JETTY_SUMMARY")
+
+
 class Turn:
     """What the scripted model says to one request."""
 
@@ -65,23 +96,44 @@ class Turn:
         self.text = ""
         self._decide()
 
+    def _call(self, function: dict[str, Any], arguments: Any) -> None:
+        digest = hashlib.sha256(json.dumps(self.messages, sort_keys=True, default=str).encode()).hexdigest()
+        self.tool_call = {
+            "id": f"call_{digest[:24]}",
+            "type": "function",
+            "function": {"name": function.get("name", "tool"), "arguments": json.dumps(arguments)},
+        }
+
+    def _follow_runbook(self, tools: list[dict[str, Any]]) -> bool:
+        """The runbook policy: run the mission's bash blocks in order through the shell tool, then the summary."""
+        system = next((_text_of(m.get("content")) for m in self.messages if m.get("role") in ("system", "developer")),
+                      "")
+        blocks = runbook_blocks(system)
+        shell = shell_tool(tools)
+        if not blocks or shell is None:
+            return False
+        done = sum(1 for m in self.messages if m.get("role") == "tool")
+        if done < len(blocks):
+            self._call(shell, shell_arguments(shell, blocks[done]))
+        elif done == len(blocks):
+            self._call(shell, shell_arguments(shell, summary_command(blocks)))
+        else:
+            self.text = f"Runbook complete: ran {len(blocks)} step(s) and wrote /app/results/summary.md."
+        return True
+
     def _decide(self) -> None:
         last = self.messages[-1] if self.messages else {}
         tools = self.params.get("tools") or []
         choice = self.params.get("tool_choice")
         user_text = next((_text_of(m.get("content")) for m in reversed(self.messages) if m.get("role") == "user"), "")
+        if tools and choice != "none" and self._follow_runbook(tools):
+            return
         if tools and choice != "none" and last.get("role") != "tool":
             function = tools[0].get("function", {})
             if isinstance(choice, dict) and choice.get("function", {}).get("name"):
                 wanted = choice["function"]["name"]
                 function = next((t["function"] for t in tools if t.get("function", {}).get("name") == wanted), function)
-            arguments = _fill(function.get("parameters") or {"type": "object", "properties": {}}, user_text)
-            digest = hashlib.sha256(json.dumps(self.messages, sort_keys=True, default=str).encode()).hexdigest()
-            self.tool_call = {
-                "id": f"call_{digest[:24]}",
-                "type": "function",
-                "function": {"name": function.get("name", "tool"), "arguments": json.dumps(arguments)},
-            }
+            self._call(function, _fill(function.get("parameters") or {"type": "object", "properties": {}}, user_text))
             return
         response_format = self.params.get("response_format") or {}
         if last.get("role") == "tool":
