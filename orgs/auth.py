@@ -13,20 +13,19 @@ from .models import ApiToken, Collection, Org, hash_token
 
 @dataclass(frozen=True)
 class Principal:
-    """Who is calling: an org, through one token, perhaps limited to one collection."""
+    """Who is calling: an org, through an API token (perhaps limited to one collection) or a run's token."""
 
     org: Org
-    token: ApiToken
+    token: ApiToken | None
+    collection: Collection | None = None
+    prefix: str = ""
+    run_id: int | None = None  # set for a sandbox's per-run token: its model calls belong to that run
 
     is_authenticated = True
     is_anonymous = False
 
-    @property
-    def collection(self) -> Collection | None:
-        return self.token.collection
-
     def __str__(self) -> str:
-        return f"token {self.token.prefix} of {self.org}"
+        return f"token {self.prefix} of {self.org}"
 
 
 def bearer_value(header: str | None) -> str | None:
@@ -53,7 +52,7 @@ def principal_for(plain: str | None) -> Principal | None:
     if token is None:
         return None
     _touch(token)
-    return Principal(org=token.org, token=token)
+    return Principal(org=token.org, token=token, collection=token.collection, prefix=token.prefix)
 
 
 class BearerTokenAuthentication(authentication.BaseAuthentication):
@@ -62,7 +61,7 @@ class BearerTokenAuthentication(authentication.BaseAuthentication):
         if not header:
             return None
         principal = principal_for(bearer_value(header))
-        if principal is None:
+        if principal is None or principal.token is None:
             raise exceptions.AuthenticationFailed("Incorrect API key provided, or it was revoked or has expired.")
         return principal, principal.token
 

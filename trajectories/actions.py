@@ -132,3 +132,34 @@ def _event_row(run: Run, seq: int, e: EventRecord) -> Event:
         cost_usd=None if e.cost_usd is None else Decimal(str(e.cost_usd)),
         latency_ms=e.latency_ms,
     )
+
+
+def append_events(run_id: int, events: list[EventRecord]) -> int:
+    """Append events to a run in order, with gap-free sequence numbers. Returns the newest seq."""
+    if not events:
+        return Run.objects.filter(pk=run_id).values_list("last_seq", flat=True).get()
+    with transaction.atomic():
+        run = Run.objects.select_for_update().only("id", "last_seq").get(pk=run_id)
+        first = run.last_seq + 1
+        Event.objects.bulk_create([_event_row(run, first + i, e) for i, e in enumerate(events)], batch_size=500)
+        run.last_seq = first + len(events) - 1
+        Run.objects.filter(pk=run_id).update(last_seq=run.last_seq)
+    return run.last_seq
+
+
+def move_run(run_id: int, status: str, *, error_kind: str = "", error: str = "", **payload: Any) -> Run:
+    """Move a run through its state machine and record the change as an event, in one transaction."""
+    import time
+
+    with transaction.atomic():
+        run = Run.objects.select_for_update().get(pk=run_id)
+        run.move_to(status)
+        if error:
+            run.error_kind, run.error = error_kind, error[:10_000]
+        run.save()
+        state = {"status": status, **({"error": error} if error else {}), **payload}
+        seq = run.last_seq + 1
+        Event.objects.create(run=run, seq=seq, kind="run.state", ts=_ts(time.time()), payload=state)
+        Run.objects.filter(pk=run_id).update(last_seq=seq)
+        run.last_seq = seq
+    return run

@@ -19,13 +19,14 @@ class RunStatus(models.TextChoices):
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     CANCELLED = "cancelled"
+    TIMED_OUT = "timed_out"
 
     @property
     def is_final(self) -> bool:
         return self in FINAL_STATUSES
 
 
-FINAL_STATUSES = frozenset({RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED})
+FINAL_STATUSES = frozenset({RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED, RunStatus.TIMED_OUT})
 ALLOWED_MOVES: dict[str, frozenset[str]] = {
     RunStatus.QUEUED: frozenset({RunStatus.RUNNING, RunStatus.FAILED, RunStatus.CANCELLED}),
     # running -> queued: a stalled run handed back to the queue by the sweeper.
@@ -67,11 +68,12 @@ class Run(models.Model):
     collection = models.ForeignKey(Collection, null=True, blank=True, on_delete=models.SET_NULL, related_name="runs")
     task = models.CharField(max_length=200, db_index=True)
     kind = models.CharField(max_length=10, choices=RunKind.choices, default=RunKind.CHAT)
-    status = models.CharField(max_length=10, choices=RunStatus.choices, default=RunStatus.QUEUED, db_index=True)
+    status = models.CharField(max_length=12, choices=RunStatus.choices, default=RunStatus.QUEUED, db_index=True)
     model = models.CharField(max_length=200, blank=True, db_index=True)
     upstream_model = models.CharField(max_length=200, blank=True)
     provider = models.CharField(max_length=50, blank=True)
     agent = models.CharField(max_length=50, blank=True)
+    snapshot = models.CharField(max_length=100, blank=True)
     error_kind = models.CharField(max_length=10, choices=ErrorKind.choices, blank=True)
     error = models.TextField(blank=True)
     prompt_tokens = models.PositiveIntegerField(default=0)
@@ -157,3 +159,22 @@ class Event(models.Model):
 
     def __str__(self) -> str:
         return f"{self.run_id}#{self.seq} {self.kind}"
+
+
+class Artifact(models.Model):
+    """A file the run left in /app/results, kept in object storage."""
+
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="artifacts")
+    path = models.CharField(max_length=500, help_text="Relative to /app/results")
+    size = models.PositiveBigIntegerField()
+    sha256 = models.CharField(max_length=64)
+    content_type = models.CharField(max_length=100, blank=True)
+    file = models.FileField(upload_to="artifacts/%Y/%m/%d", max_length=500)
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["path"]
+        constraints = [models.UniqueConstraint(fields=["run", "path"], name="artifact_path_unique_per_run")]
+
+    def __str__(self) -> str:
+        return f"{self.run_id}:{self.path}"

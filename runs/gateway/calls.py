@@ -214,6 +214,35 @@ class Call:
     started: float = field(default_factory=time.time)
     first_byte: float | None = None
 
+    def model_call_event(self, response: dict[str, Any] | None, *, status_code: int, error: str = "") -> dict:
+        """The ``model.call`` event: the whole exchange as the gateway saw it."""
+        finished = time.time()
+        usage = (response or {}).get("usage") or {}
+        choices = (response or {}).get("choices") or []
+        payload = {
+            "request": redact_request(self.request.body),
+            "response": response,
+            "finish_reason": choices[0].get("finish_reason") if choices else None,
+            "usage": usage or None,
+            "status_code": status_code,
+            "stream": self.request.stream,
+            "upstream_model": (response or {}).get("model") or self.route.upstream_model,
+            "ttfb_ms": None if self.first_byte is None else round((self.first_byte - self.started) * 1000, 2),
+        }
+        if error:
+            payload["error"] = error
+        return {
+            "kind": "model.call",
+            "ts": self.started,
+            "payload": payload,
+            "model": self.route.model,
+            "provider": self.route.provider,
+            "prompt_tokens": int(usage.get("prompt_tokens") or 0),
+            "completion_tokens": int(usage.get("completion_tokens") or 0),
+            "cost_usd": None,
+            "latency_ms": int((finished - self.started) * 1000),
+        }
+
     def record(
         self,
         response: dict[str, Any] | None,
@@ -223,30 +252,16 @@ class Call:
         error_kind: str = "",
         cancelled: bool = False,
     ) -> dict[str, Any]:
-        finished = time.time()
-        usage = (response or {}).get("usage") or {}
-        prompt = int(usage.get("prompt_tokens") or 0)
-        completion = int(usage.get("completion_tokens") or 0)
-        choices = (response or {}).get("choices") or []
-        finish_reason = choices[0].get("finish_reason") if choices else None
+        """A passthrough call as a whole one-step run."""
+        call = self.model_call_event(response, status_code=status_code, error=error)
+        finished = call["ts"] + call["latency_ms"] / 1000
+        usage = call["payload"]["usage"] or {}
+        prompt, completion = call["prompt_tokens"], call["completion_tokens"]
         status = "cancelled" if cancelled else ("failed" if error else "succeeded")
-        route, principal = self.route, self.caller.principal
-        upstream_model = (response or {}).get("model") or route.upstream_model
-        call_payload = {
-            "request": redact_request(self.request.body),
-            "response": response,
-            "finish_reason": finish_reason,
-            "usage": usage or None,
-            "status_code": status_code,
-            "stream": self.request.stream,
-            "upstream_model": upstream_model,
-            "ttfb_ms": None if self.first_byte is None else round((self.first_byte - self.started) * 1000, 2),
-        }
-        if error:
-            call_payload["error"] = error
         end_payload: dict[str, Any] = {"status": status}
         if error:
             end_payload["error"] = error
+        principal = self.caller.principal
         return {
             "public_id": self.public_id,
             "org_id": principal.org.pk,
@@ -257,30 +272,20 @@ class Call:
             "created": self.started,
             "started_at": self.started,
             "finished_at": finished,
-            "model": route.model,
-            "upstream_model": upstream_model,
-            "provider": route.provider,
+            "model": self.route.model,
+            "upstream_model": call["payload"]["upstream_model"],
+            "provider": self.route.provider,
             "error_kind": error_kind,
             "error": error,
             "prompt_tokens": prompt,
             "completion_tokens": completion,
             "total_tokens": int(usage.get("total_tokens") or prompt + completion),
             "cost_usd": None,
-            "token_prefix": principal.token.prefix,
+            "token_prefix": principal.prefix,
             "metadata": {"stream": self.request.stream, "status_code": status_code},
             "events": [
                 {"kind": "run.state", "ts": self.started, "payload": {"status": "running"}},
-                {
-                    "kind": "model.call",
-                    "ts": self.started,
-                    "payload": call_payload,
-                    "model": route.model,
-                    "provider": route.provider,
-                    "prompt_tokens": prompt,
-                    "completion_tokens": completion,
-                    "cost_usd": None,
-                    "latency_ms": int((finished - self.started) * 1000),
-                },
+                call,
                 {"kind": "run.state", "ts": finished, "payload": end_payload},
             ],
         }

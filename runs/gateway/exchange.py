@@ -24,6 +24,8 @@ class Exchange:
         self.scope, self._receive, self._send = scope, receive, send
         self.headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
         self.started = False
+        self.hold = False  # when set, a whole response is kept until release()
+        self._held: tuple[int, bytes, dict[str, str] | None, str] | None = None
 
     async def body(self, limit: int) -> bytes:
         declared = self.headers.get("content-length")
@@ -46,10 +48,20 @@ class Exchange:
     async def respond(
         self, status: int, body: bytes, headers: dict[str, str] | None = None, content_type: str = "application/json"
     ) -> None:
+        if self.hold:
+            self._held = (status, body, headers, content_type)
+            return
         raw_headers = [(b"content-type", content_type.encode()), (b"content-length", str(len(body)).encode())]
         raw_headers += [(k.encode(), v.encode()) for k, v in (headers or {}).items()]
         await self._send({"type": "http.response.start", "status": status, "headers": raw_headers})
         await self._send({"type": "http.response.body", "body": body})
+
+    async def release(self) -> None:
+        """Send a response kept back by ``hold``."""
+        self.hold = False
+        if self._held is not None:
+            held, self._held = self._held, None
+            await self.respond(*held)
 
     async def respond_json(self, status: int, data: Any, headers: dict[str, str] | None = None) -> None:
         await self.respond(status, json.dumps(data).encode(), headers)

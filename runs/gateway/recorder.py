@@ -165,3 +165,24 @@ def recover_spool(spool_dir: Path | None = None) -> int:
         finally:
             os.close(fd)
     return stored
+
+
+def record_run_model_call(run_id: int, event: dict[str, Any]) -> None:
+    """Append a sandbox's model call to its run, in order, and add it to the run's totals."""
+    from decimal import Decimal
+
+    from django.db.models import F
+
+    from trajectories.actions import EventRecord, append_events
+    from trajectories.models import Run
+
+    from .pricing import cost_of
+
+    event["cost_usd"] = cost_of(event["model"], event["provider"], event["prompt_tokens"], event["completion_tokens"])
+    append_events(run_id, [EventRecord(**event)])
+    Run.objects.filter(pk=run_id).update(
+        prompt_tokens=F("prompt_tokens") + event["prompt_tokens"],
+        completion_tokens=F("completion_tokens") + event["completion_tokens"],
+        total_tokens=F("total_tokens") + event["prompt_tokens"] + event["completion_tokens"],
+        cost_usd=F("cost_usd") + Decimal(str(event["cost_usd"])),
+    )

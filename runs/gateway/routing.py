@@ -16,8 +16,9 @@ from django.db import InterfaceError, OperationalError, close_old_connections
 
 from orgs.api_errors import ApiError
 from orgs.auth import Principal, principal_for
-from orgs.models import Collection, ProviderKey
+from orgs.models import Collection, ProviderKey, hash_token
 
+from ..models import RUN_TOKEN_PREFIX, RunToken
 from . import scripted
 
 # Providers whose wire format *is* OpenAI's chat completions: the request is forwarded as the client sent it
@@ -41,6 +42,20 @@ class Route:
 class Caller:
     principal: Principal
     collection: Collection | None
+
+
+def run_principal(plain: str | None) -> Principal | None:
+    """A sandbox's per-run token: valid while its run is, and only for that run."""
+    token = (
+        RunToken.objects.usable()
+        .select_related("run__org", "run__collection")
+        .filter(token_hash=hash_token(plain or ""))
+        .first()
+    )
+    if token is None or token.run.status not in ("queued", "running"):
+        return None
+    run = token.run
+    return Principal(org=run.org, token=None, collection=run.collection, prefix="run-token", run_id=run.pk)
 
 
 @functools.lru_cache(maxsize=4096)
@@ -105,7 +120,9 @@ def resolve(
 def _resolve(
     plain_token: str | None, model: str, collection_name: str | None, direct_enabled: bool
 ) -> tuple[Caller, Route]:
-    principal = principal_for(plain_token)
+    principal = (
+        run_principal(plain_token) if (plain_token or "").startswith(RUN_TOKEN_PREFIX) else principal_for(plain_token)
+    )
     if principal is None:
         raise ApiError(401, "Incorrect API key provided, or it was revoked or has expired.", code="invalid_api_key")
     collection = principal.collection

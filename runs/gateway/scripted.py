@@ -81,8 +81,10 @@ def shell_arguments(function: dict[str, Any], command: str) -> dict[str, Any]:
 def summary_command(blocks: list[str]) -> str:
     steps = "\n".join(f"{i}. `{b.splitlines()[0][:80]}`" for i, b in enumerate(blocks, start=1))
     body = f"# Summary\n\nRan {len(blocks)} step(s) of the runbook with the scripted model:\n\n{steps}\n"
-    return ("mkdir -p /app/results && [ -f /app/results/summary.md ] || "
-            f"cat > /app/results/summary.md <<'JETTY_SUMMARY'\n{body}JETTY_SUMMARY")
+    return (
+        "mkdir -p /app/results && [ -f /app/results/summary.md ] || "
+        f"cat > /app/results/summary.md <<'JETTY_SUMMARY'\n{body}JETTY_SUMMARY"
+    )
 
 
 class Turn:
@@ -106,8 +108,9 @@ class Turn:
 
     def _follow_runbook(self, tools: list[dict[str, Any]]) -> bool:
         """The runbook policy: run the mission's bash blocks in order through the shell tool, then the summary."""
-        system = next((_text_of(m.get("content")) for m in self.messages if m.get("role") in ("system", "developer")),
-                      "")
+        system = next(
+            (_text_of(m.get("content")) for m in self.messages if m.get("role") in ("system", "developer")), ""
+        )
         blocks = runbook_blocks(system)
         shell = shell_tool(tools)
         if not blocks or shell is None:

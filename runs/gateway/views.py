@@ -14,7 +14,7 @@ from orgs.auth import bearer_value, principal_for
 from . import routing
 from .calls import Call, ChatRequest
 from .exchange import ClientGone, Exchange
-from .recorder import recorder
+from .recorder import record_run_model_call, recorder
 from .upstream import forward_direct, forward_litellm
 
 logger = logging.getLogger(__name__)
@@ -28,7 +28,8 @@ async def resolve(token: str, request: ChatRequest) -> tuple[routing.Caller, rou
     found = _cache.get(key)
     if found is None:
         found = await _resolve(token, request.model, request.collection, settings.JETTY_GATEWAY_DIRECT)
-        _cache.put(key, found)
+        if found[0].principal.run_id is None:  # a run token must die with its run: never cached
+            _cache.put(key, found)
     return found
 
 
@@ -54,35 +55,61 @@ async def chat_completions(exchange: Exchange) -> None:
         return
 
     call = Call(request=request, caller=caller, route=route)
-    run_headers = {"x-jetty-run-id": call.public_id}
+    run_id = caller.principal.run_id
+    run_headers = {"x-jetty-run-id": call.public_id} if run_id is None else {}
+    # A sandbox's call is stored in its run before the agent sees the answer, so the trajectory stays in order.
+    exchange.hold = run_id is not None and not request.stream
     forward = forward_direct if route.direct else forward_litellm
     try:
         outcome = await forward(exchange, call, run_headers)
     except ClientGone:
-        recorder().submit(call.record(None, status_code=499, error="The client disconnected", cancelled=True))
+        await _store(call, None, status_code=499, error="The client disconnected", cancelled=True)
         return
     except Exception as exc:
         logger.exception("gateway call %s failed", call.public_id)
-        recorder().submit(call.record(None, status_code=500, error=f"Platform error: {exc}", error_kind="platform"))
+        await _store(call, None, status_code=500, error=f"Platform error: {exc}", error_kind="platform")
+        exchange.hold = False
         if not exchange.started:
             await exchange.respond_error(ApiError(500, "Internal error; it has been logged", code="internal_error"))
         return
 
     failure = outcome.error
-    if failure is not None:
-        recorder().submit(
-            call.record(outcome.response, status_code=failure.status, error=failure.message, error_kind="upstream")
-        )
-        if exchange.started:  # the stream had begun: the error travels as a last event
-            try:
-                await exchange.stream(b"data: " + json.dumps(failure.body()).encode() + b"\n\n")
-                await exchange.end_stream()
-            except ClientGone:
-                pass
-        else:
-            await exchange.respond_json(failure.status, failure.body(), {**failure.headers, **run_headers})
+    if failure is None:
+        await _store(call, outcome.response, status_code=outcome.status_code)
+        await exchange.release()
         return
-    recorder().submit(call.record(outcome.response, status_code=outcome.status_code))
+    await _store(call, outcome.response, status_code=failure.status, error=failure.message, error_kind="upstream")
+    exchange.hold = False
+    if exchange.started:  # the stream had begun: the error travels as a last event
+        try:
+            await exchange.stream(b"data: " + json.dumps(failure.body()).encode() + b"\n\n")
+            await exchange.end_stream()
+        except ClientGone:
+            pass
+    else:
+        await exchange.respond_json(failure.status, failure.body(), {**failure.headers, **run_headers})
+
+
+_record_run_model_call = sync_to_async(record_run_model_call, thread_sensitive=True)
+
+
+async def _store(
+    call: Call,
+    response: dict | None,
+    *,
+    status_code: int,
+    error: str = "",
+    error_kind: str = "",
+    cancelled: bool = False,
+) -> None:
+    """A passthrough call becomes its own run (spooled, off the critical path); a sandbox's joins its run."""
+    run_id = call.caller.principal.run_id
+    if run_id is None:
+        recorder().submit(
+            call.record(response, status_code=status_code, error=error, error_kind=error_kind, cancelled=cancelled)
+        )
+    else:
+        await _record_run_model_call(run_id, call.model_call_event(response, status_code=status_code, error=error))
 
 
 _principal = sync_to_async(principal_for, thread_sensitive=True)
