@@ -11,6 +11,7 @@ def healthz(request: HttpRequest) -> JsonResponse:
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/v1/", include("trajectories.urls")),
+    path("api/v1/", include("runs.urls")),
     path("api/schema", SpectacularAPIView.as_view(), name="openapi-schema"),
     path("api/docs", SpectacularSwaggerView.as_view(url_name="openapi-schema"), name="api-docs"),
     path("api/redoc", SpectacularRedocView.as_view(url_name="openapi-schema"), name="api-redoc"),

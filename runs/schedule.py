@@ -10,6 +10,11 @@ class Queue(enum.StrEnum):
 
 
 CELERY_BEAT_SCHEDULE = {
+    "sweep-runs": {
+        "task": "runs.tasks.sweep_runs",
+        "schedule": 20.0,
+        "options": {"queue": Queue.DEFAULT, "expires": 18},
+    },
     "recover-gateway-spool": {
         "task": "runs.tasks.recover_gateway_spool",
         "schedule": 30.0,

@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 
 from celery import shared_task
+from django.utils import timezone
+
+from trajectories.actions import move_run
+from trajectories.models import RunStatus
 
 from .gateway.recorder import recover_spool
+from .models import Job
 
 logger = logging.getLogger(__name__)
 
@@ -18,3 +24,33 @@ def recover_gateway_spool() -> int:
     if stored:
         logger.warning("recovered %d gateway call(s) from orphaned spool segments", stored)
     return stored
+
+
+@shared_task(bind=True, acks_late=True, reject_on_worker_lost=True, max_retries=3)
+def execute_run(self, run_id: int) -> None:
+    """Execute an agent run. Platform faults put it back in the queue and retry with backoff."""
+    from .execution import PlatformError, execute
+
+    try:
+        execute(run_id)
+    except PlatformError as exc:
+        logger.warning("run %s hit a platform fault: %s", run_id, exc)
+        if self.request.retries >= self.max_retries:
+            move_run(run_id, RunStatus.FAILED, error_kind="platform", error=str(exc))
+            return
+        move_run(run_id, RunStatus.QUEUED, reason=f"platform fault, retrying: {exc}")
+        raise self.retry(exc=exc, countdown=2 ** (self.request.retries + 1)) from exc
+
+
+@shared_task
+def sweep_runs() -> int:
+    """Hand stalled runs (a worker died) and forgotten queued runs (a message lost) back to the queue."""
+    now = timezone.now()
+    stalled = Job.objects.filter(run__status=RunStatus.RUNNING, heartbeat_at__lt=now - Job.STALLED_AFTER)
+    forgotten = Job.objects.filter(run__status=RunStatus.QUEUED, run__created__lt=now - timedelta(minutes=10))
+    ids = set(stalled.values_list("run_id", flat=True)) | set(forgotten.values_list("run_id", flat=True))
+    for run_id in ids:
+        execute_run.delay(run_id)
+    if ids:
+        logger.warning("sweeper re-queued %d run(s)", len(ids))
+    return len(ids)

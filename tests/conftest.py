@@ -30,8 +30,12 @@ def process_env(django_db_setup, django_db_blocker, tmp_path_factory) -> dict[st
     with django_db_blocker.unblock():
         url = database_url()
     env = dict(os.environ)
+    port = servers.free_port()
     env.update(
         {
+            "JETTY_PUBLIC_URL": f"http://127.0.0.1:{port}",
+            "JETTY_TEST_PORT": str(port),
+            "JETTY_SANDBOX_ROOT": str(Path(__file__).resolve().parents[1] / "var" / f"test-sandboxes-{port}"),
             "DATABASE_URL": url,
             "JETTY_GATEWAY_TIMEOUT_S": "3",
             "JETTY_AUTH_CACHE_S": "1",
@@ -58,9 +62,24 @@ def fake_upstream(logs):
 
 @pytest.fixture(scope="session")
 def jetty_server(process_env, logs):
-    server = servers.start_daphne(process_env, logs / "daphne.log")
+    server = servers.start_daphne(process_env, logs / "daphne.log", int(process_env["JETTY_TEST_PORT"]))
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def worker_process(jetty_server, process_env, logs):
+    """A Celery worker process executing runs, with the live server as its sandboxes' gateway."""
+    worker = servers.start_celery_worker(process_env, logs / "celery-worker-runs.log")
+    yield worker
+    worker.stop()
+
+
+@pytest.fixture
+def worker(worker_process, jetty):
+    if worker_process.proc.poll() is not None:
+        pytest.fail(f"the worker died: {worker_process.log.read_text()[-3000:]}")
+    return worker_process
 
 
 @pytest.fixture

@@ -108,8 +108,13 @@ echo one > /app/results/one.txt
 wc -c /app/results/one.txt
 ```
 """
-SHELL = {"type": "function", "function": {"name": "shell", "parameters": {
-    "type": "object", "properties": {"command": {"type": "string"}}, "required": ["command"]}}}
+SHELL = {
+    "type": "function",
+    "function": {
+        "name": "shell",
+        "parameters": {"type": "object", "properties": {"command": {"type": "string"}}, "required": ["command"]},
+    },
+}
 
 
 def test_the_runbook_policy_runs_each_bash_block_then_writes_the_summary():
@@ -121,17 +126,30 @@ def test_the_runbook_policy_runs_each_bash_block_then_writes_the_summary():
             break
         call = reply.tool_calls[0]
         commands.append(json.loads(call.function.arguments)["command"])
-        messages += [{"role": "assistant", "content": None, "tool_calls": [call.model_dump()]},
-                     {"role": "tool", "tool_call_id": call.id, "content": "ok"}]
+        messages += [
+            {"role": "assistant", "content": None, "tool_calls": [call.model_dump()]},
+            {"role": "tool", "tool_call_id": call.id, "content": "ok"},
+        ]
     assert commands[:2] == ["echo one > /app/results/one.txt", "wc -c /app/results/one.txt"]
     assert "summary.md" in commands[2] and len(commands) == 3
     assert reply.content.startswith("Runbook complete: ran 2 step(s)")
 
 
 def test_the_runbook_policy_speaks_to_array_shaped_shell_tools():
-    codex_like = {"type": "function", "function": {"name": "shell", "parameters": {
-        "type": "object", "properties": {"command": {"type": "array", "items": {"type": "string"}}}}}}
-    reply = ask(messages=[{"role": "system", "content": RUNBOOK}, {"role": "user", "content": "go"}],
-                tools=[codex_like]).choices[0].message
+    codex_like = {
+        "type": "function",
+        "function": {
+            "name": "shell",
+            "parameters": {"type": "object", "properties": {"command": {"type": "array", "items": {"type": "string"}}}},
+        },
+    }
+    reply = (
+        ask(messages=[{"role": "system", "content": RUNBOOK}, {"role": "user", "content": "go"}], tools=[codex_like])
+        .choices[0]
+        .message
+    )
     assert json.loads(reply.tool_calls[0].function.arguments)["command"] == [
-        "bash", "-lc", "echo one > /app/results/one.txt"]
+        "bash",
+        "-lc",
+        "echo one > /app/results/one.txt",
+    ]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from django.http import Http404
+from django.http import FileResponse, Http404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers
@@ -104,4 +104,49 @@ def run_events(request: Request, public_id: str) -> Response:
             "has_more": len(events) > limit,
             "next_after": page[-1].seq if page else after,
         }
+    )
+
+
+class ArtifactSerializer(serializers.Serializer):
+    path = serializers.CharField()
+    size = serializers.IntegerField()
+    sha256 = serializers.CharField()
+    content_type = serializers.CharField()
+    url = serializers.CharField()
+
+
+@extend_schema(responses=ArtifactSerializer(many=True), operation_id="runs_artifacts_list")
+@api_view(["GET"])
+def run_artifacts(request: Request, public_id: str) -> Response:
+    run = get_run_for(request, public_id)
+    return Response(
+        {
+            "data": [
+                {
+                    "path": a.path,
+                    "size": a.size,
+                    "sha256": a.sha256,
+                    "content_type": a.content_type,
+                    "url": f"/api/v1/runs/{run.public_id}/artifacts/{a.path}",
+                }
+                for a in run.artifacts.all()
+            ]
+        }
+    )
+
+
+@extend_schema(
+    responses={(200, "application/octet-stream"): OpenApiTypes.BINARY}, operation_id="runs_artifacts_download"
+)
+@api_view(["GET"])
+def run_artifact_download(request: Request, public_id: str, path: str) -> FileResponse:
+    run = get_run_for(request, public_id)
+    artifact = run.artifacts.filter(path=path).first()
+    if artifact is None:
+        raise Http404
+    return FileResponse(
+        artifact.file.open("rb"),
+        content_type=artifact.content_type,
+        as_attachment=False,
+        filename=path.rsplit("/", 1)[-1],
     )

@@ -50,6 +50,7 @@ class ChatRequest:
     include_usage: bool
     task: str
     collection: str | None
+    agent_mode: bool = False
 
     @classmethod
     def parse(cls, body: dict[str, Any]) -> ChatRequest:
@@ -88,13 +89,6 @@ class ChatRequest:
         jetty = jetty or {}
         unknown = sorted(set(jetty) - JETTY_FIELDS)
         _require(not unknown, f"Unknown field(s) in `jetty`: {', '.join(unknown)}", "jetty")
-        if jetty.get("runbook"):
-            raise ApiError(
-                400,
-                "Agent mode (`jetty.runbook: true`) is not available on this server yet",
-                code="agent_mode_unavailable",
-                param="jetty.runbook",
-            )
         task = jetty.get("task", CHAT_TASK)
         _require(isinstance(task, str) and 0 < len(task) <= 200, "`jetty.task` must be a short string", "jetty.task")
         collection = jetty.get("collection")
@@ -108,6 +102,7 @@ class ChatRequest:
             include_usage=bool((stream_options or {}).get("include_usage")),
             task=task,
             collection=collection,
+            agent_mode=bool(jetty.get("runbook")),
         )
 
     def upstream_params(self) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from django.conf import settings
 from orgs.api_errors import ApiError, parse_json_body
 from orgs.auth import bearer_value, principal_for
 
-from . import routing
+from . import agent_mode, routing
 from .calls import Call, ChatRequest
 from .exchange import ClientGone, Exchange
 from .recorder import record_run_model_call, recorder
@@ -54,6 +54,9 @@ async def chat_completions(exchange: Exchange) -> None:
     except ClientGone:
         return
 
+    if request.agent_mode:
+        await agent_mode.handle(exchange, request, caller)
+        return
     call = Call(request=request, caller=caller, route=route)
     run_id = caller.principal.run_id
     run_headers = {"x-jetty-run-id": call.public_id} if run_id is None else {}

@@ -29,3 +29,14 @@ def create_sandbox(spec: SandboxSpec, backend: str | None = None) -> Sandbox:
 
         return BubblewrapSandbox(spec, sandbox_root(), settings.JETTY_SANDBOX_USER)
     raise SandboxUnavailable(f"unknown sandbox backend {name!r}")
+
+
+def destroy_leftovers(prefix: str) -> None:
+    """Remove what crashed attempts left behind for a run (folders and cgroups named ``<prefix>-a<n>``)."""
+    import shutil
+
+    from .cgroups import Cgroup
+
+    for folder in sandbox_root().glob(f"{prefix}-a*"):
+        Cgroup.existing(folder.name).remove()
+        shutil.rmtree(folder, ignore_errors=True)

@@ -85,6 +85,22 @@ class Cgroup:
         (group / "pids.max").write_text(str(pids))
         (group / "cpu.max").write_text(f"{int(cpus * 100000)} 100000")
 
+    @classmethod
+    def existing(cls, name: str) -> Cgroup:
+        """The groups a sandbox of this name made, to clean up after a crash."""
+        group = cls.__new__(cls)
+        group.name, group.version, group.enforced = name, version(), True
+        if group.version == 1:
+            candidates = [
+                ROOT / "memory" / _own_v1_path("memory") / PARENT / name,
+                ROOT / "pids" / PARENT / name,
+                ROOT / "cpu" / PARENT / name,
+            ]
+        else:
+            candidates = [ROOT / PARENT / name]
+        group.dirs = [d for d in candidates if d.is_dir()]
+        return group
+
     def join(self, pid: int | None = None) -> None:
         """Move a process (the caller, by default: use it between fork and exec) into every group."""
         for directory in self.dirs:

@@ -68,8 +68,8 @@ def start_fake_upstream(log: Path) -> Process:
     return Process(proc, log, url)
 
 
-def start_daphne(env: dict[str, str], log: Path) -> Process:
-    port = free_port()
+def start_daphne(env: dict[str, str], log: Path, port: int | None = None) -> Process:
+    port = port or free_port()
     proc = spawn(
         [str(VENV_BIN / "daphne"), "-b", "127.0.0.1", "-p", str(port), "jetty_site.asgi:application"], env, log
     )

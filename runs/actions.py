@@ -1,0 +1,90 @@
+"""Write functions for runs: start and cancel agent runs. Each owns its transaction and side effects."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from django.db import IntegrityError, transaction
+
+from orgs import crypto
+from orgs.auth import Principal
+from trajectories.actions import move_run
+from trajectories.models import FINAL_STATUSES, Run, RunKind, RunStatus
+
+from .models import Job
+
+
+@dataclass
+class AgentRequest:
+    model: str
+    runbook: str
+    instruction: str
+    task: str
+    agent: str
+    snapshot: str
+    params: dict[str, Any]
+    timeout_s: int
+    network: bool
+    webhook_url: str = ""
+    webhook_secret: str = ""
+    idempotency_key: str = ""
+    collection_id: int | None = None
+
+
+def start_agent_run(principal: Principal, request: AgentRequest) -> tuple[Run, bool]:
+    """Create the run and its job, and queue it once committed. Returns (run, created); an idempotency key that
+    was seen before returns the earlier run."""
+    from .tasks import execute_run
+
+    if request.idempotency_key:
+        earlier = (
+            Job.objects.filter(org=principal.org, idempotency_key=request.idempotency_key).select_related("run").first()
+        )
+        if earlier is not None:
+            return earlier.run, False
+    try:
+        with transaction.atomic():
+            run = Run.objects.create(
+                org=principal.org,
+                collection_id=request.collection_id,
+                task=request.task,
+                kind=RunKind.AGENT,
+                model=request.model,
+                agent=request.agent,
+                snapshot=request.snapshot,
+                token_prefix=principal.prefix,
+                metadata={"params": sorted(request.params)},
+            )
+            Job.objects.create(
+                run=run,
+                org=principal.org,
+                runbook=request.runbook,
+                instruction=request.instruction,
+                params=request.params,
+                network=request.network,
+                timeout_s=request.timeout_s,
+                webhook_url=request.webhook_url,
+                webhook_secret_encrypted=crypto.encrypt(request.webhook_secret) if request.webhook_secret else "",
+                idempotency_key=request.idempotency_key,
+            )
+            move_run(run.pk, RunStatus.QUEUED, task=request.task, agent=request.agent, model=request.model)
+            transaction.on_commit(lambda: execute_run.delay(run.pk))
+    except IntegrityError:
+        earlier = Job.objects.get(org=principal.org, idempotency_key=request.idempotency_key)
+        return earlier.run, False
+    return run, True
+
+
+def cancel_run(run: Run) -> Run:
+    """Cancel a run: at once if it has not started, else by asking its worker to kill the sandbox."""
+    with transaction.atomic():
+        job = Job.objects.select_for_update().get(run=run)
+        run.refresh_from_db()
+        if run.status in FINAL_STATUSES:
+            return run
+        job.cancel_requested = True
+        job.save(update_fields=["cancel_requested"])
+        if run.status == RunStatus.QUEUED:
+            return move_run(run.pk, RunStatus.CANCELLED, error_kind="user", error="cancelled on request")
+    return run

@@ -1,0 +1,124 @@
+"""Agent adapters: how to configure, start and read each agent inside a sandbox.
+
+``jetty-agent`` is ours; the CLI adapters (Claude Code, Codex, Gemini CLI) register here too.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+from trajectories.actions import EventRecord
+
+MAX_FIELD_CHARS = 64_000
+
+
+def sanitise(value: Any) -> Any:
+    """Strip NUL bytes and cap long strings before anything an agent printed is stored."""
+    if isinstance(value, str):
+        value = value.replace("\x00", "")
+        return value if len(value) <= MAX_FIELD_CHARS else value[:MAX_FIELD_CHARS] + "[... truncated]"
+    if isinstance(value, list):
+        return [sanitise(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): sanitise(v) for k, v in value.items()}
+    return value
+
+
+@dataclass
+class Launch:
+    argv: list[str]
+    env: dict[str, str] = field(default_factory=dict)
+    binds: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass
+class Mission:
+    runbook: str
+    instruction: str
+    model: str
+    gateway_url: str
+    run_token: str
+    max_turns: int = 40
+
+
+class Agent:
+    name: ClassVar[str]
+
+    def launch(self, mission: Mission, home: Path) -> Launch:
+        raise NotImplementedError
+
+    def events(self, line: str, ts: float) -> tuple[list[EventRecord], str | None]:
+        """Trajectory events for one line the agent printed, and its final answer if the line carries it."""
+        raise NotImplementedError
+
+
+class JettyAgent(Agent):
+    name = "jetty-agent"
+    SCRIPT = Path(__file__).with_name("jetty_agent.py")
+    KINDS = {
+        "message": "agent.message",
+        "tool_call": "tool.call",
+        "tool_result": "tool.result",
+        "command": "command",
+        "file": "file.change",
+        "error": "error",
+    }
+
+    def launch(self, mission: Mission, home: Path) -> Launch:
+        jetty = home / ".jetty"
+        jetty.mkdir(exist_ok=True)
+        shutil.copy(self.SCRIPT, jetty / "jetty_agent.py")
+        messages = [{"role": "system", "content": mission.runbook}]
+        if mission.instruction:
+            messages.append({"role": "user", "content": mission.instruction})
+        (jetty / "mission.json").write_text(json.dumps(messages))
+        return Launch(
+            argv=["python3", "/home/agent/.jetty/jetty_agent.py"],
+            env={
+                "JETTY_GATEWAY_URL": mission.gateway_url,
+                "JETTY_RUN_TOKEN": mission.run_token,
+                "JETTY_MODEL": mission.model,
+                "JETTY_MISSION": "/home/agent/.jetty/mission.json",
+                "JETTY_MAX_TURNS": str(mission.max_turns),
+            },
+        )
+
+    def events(self, line: str, ts: float) -> tuple[list[EventRecord], str | None]:
+        try:
+            data = json.loads(line)
+        except ValueError:
+            data = None
+        if not isinstance(data, dict) or "type" not in data:
+            return [EventRecord(kind="log", ts=ts, payload={"stream": "stdout", "line": sanitise(line)})], None
+        kind = data.pop("type")
+        if kind == "final":
+            return [], sanitise(str(data.get("content") or ""))
+        return [EventRecord(kind=self.KINDS.get(kind, "log"), ts=ts, payload=sanitise(data))], None
+
+
+AGENTS: dict[str, Agent] = {JettyAgent.name: JettyAgent()}
+FAMILY_AGENTS = (
+    ("claude", "claude-code"),
+    ("anthropic", "claude-code"),
+    ("gemini", "gemini-cli"),
+    ("gpt", "codex"),
+    ("openai/o", "codex"),
+    ("o1", "codex"),
+    ("o3", "codex"),
+    ("o4", "codex"),
+)
+
+
+def agent_for(name: str | None, model: str) -> Agent | None:
+    """The named agent, or the one that fits the model's family, falling back to jetty-agent."""
+    if name:
+        return AGENTS.get(name)
+    lowered = model.lower()
+    for marker, agent in FAMILY_AGENTS:
+        if marker in lowered and agent in AGENTS:
+            return AGENTS[agent]
+    return AGENTS[JettyAgent.name]

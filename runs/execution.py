@@ -1,0 +1,198 @@
+"""Executing one agent run: claim it, provision a sandbox, run the agent, record, collect, clean up.
+
+Called by the ``execute_run`` Celery task with a run id. Safe to run twice or after a crash: the claim refuses a
+run that is final or held by a live worker, a stalled run is taken over as a new attempt, and leftovers of earlier
+attempts are destroyed first.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import mimetypes
+import os
+import socket
+import threading
+import time
+from pathlib import Path
+
+from django.conf import settings
+from django.core.files.base import ContentFile
+from django.db import close_old_connections, transaction
+from django.utils import timezone
+
+from trajectories.actions import EventRecord, append_events, move_run
+from trajectories.models import FINAL_STATUSES, Artifact, ErrorKind, Run, RunStatus
+
+from .agents import Mission, agent_for
+from .models import Job, RunToken
+from .sandboxes import Limits, Outcome, SandboxSpec, create_sandbox, destroy_leftovers
+
+logger = logging.getLogger(__name__)
+
+MAX_ARTIFACT_BYTES = 512 * 1024 * 1024
+
+
+class PlatformError(Exception):
+    """A fault of ours (sandbox could not start, storage failed): the run is retried."""
+
+
+def worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def claim(run_id: int) -> tuple[Job, int] | None:
+    """Take the run for this worker, or None if it is final or a live worker holds it."""
+    with transaction.atomic():
+        job = Job.objects.select_for_update().select_related("run").get(run_id=run_id)
+        run = job.run
+        if run.status in FINAL_STATUSES:
+            return None
+        now = timezone.now()
+        if run.status == RunStatus.RUNNING and job.heartbeat_at and now - job.heartbeat_at < Job.STALLED_AFTER:
+            return None
+        job.attempts += 1
+        job.heartbeat_at, job.worker = now, worker_id()
+        job.save(update_fields=["attempts", "heartbeat_at", "worker"])
+        if run.status == RunStatus.RUNNING:
+            move_run(run.pk, RunStatus.QUEUED, reason="the worker running it stopped answering")
+        move_run(run.pk, RunStatus.RUNNING, attempt=job.attempts, worker=job.worker)
+    return job, job.attempts
+
+
+class Heartbeat(threading.Thread):
+    """Keeps the claim fresh and notices cancellation while the agent works."""
+
+    def __init__(self, job_id: int, on_cancel):
+        super().__init__(daemon=True, name="jetty-heartbeat")
+        self.job_id, self.on_cancel = job_id, on_cancel
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        try:
+            while not self.stopped.wait(Job.HEARTBEAT_EVERY.total_seconds()):
+                Job.objects.filter(pk=self.job_id).update(heartbeat_at=timezone.now())
+                if Job.objects.filter(pk=self.job_id, cancel_requested=True).exists():
+                    self.on_cancel()
+                    return
+        finally:
+            close_old_connections()
+
+
+def execute(run_id: int) -> None:
+    claimed = claim(run_id)
+    if claimed is None:
+        return
+    job, attempt = claimed
+    run = Run.objects.select_related("org").get(pk=run_id)
+    destroy_leftovers(run.public_id)
+    agent = agent_for(run.agent, run.model)
+    if agent is None:
+        move_run(run.pk, RunStatus.FAILED, error_kind=ErrorKind.USER, error=f"unknown agent {run.agent!r}")
+        return
+    spec = SandboxSpec(
+        name=f"{run.public_id}-a{attempt}",
+        snapshot=run.snapshot or "general",
+        network=job.network,
+        limits=Limits(wall_s=float(job.timeout_s)),
+    )
+    try:
+        sandbox = create_sandbox(spec)
+    except Exception as exc:
+        raise PlatformError(f"could not provision a sandbox: {exc}") from exc
+    token = RunToken.mint(run, ttl_s=job.timeout_s + 300)
+    heartbeat = None
+    try:
+        mission = Mission(
+            runbook=job.runbook,
+            instruction=job.instruction,
+            model=run.model,
+            gateway_url=settings.JETTY_SANDBOX_GATEWAY_URL,
+            run_token=token,
+        )
+        launch = agent.launch(mission, sandbox.home)
+        execution = sandbox.start(launch.argv, launch.env)
+        heartbeat = Heartbeat(job.pk, execution.kill)
+        heartbeat.start()
+        final_answer = None
+        for line in execution.lines():
+            events, final = agent.events(line, time.time())
+            final_answer = final if final is not None else final_answer
+            if events:
+                append_events(run.pk, events)
+        outcome = execution.wait()
+        heartbeat.stopped.set()
+        collect(run, job, sandbox.results, final_answer)
+        finish(run, job, outcome)
+    finally:
+        if heartbeat is not None:
+            heartbeat.stopped.set()
+        RunToken.revoke_all(run.pk)
+        sandbox.destroy()
+
+
+def collect(run: Run, job: Job, results: Path, final_answer: str | None) -> None:
+    """Store /app/results as artifacts; read the validation report and summary."""
+    base = results.resolve()
+    for path in sorted(results.rglob("*")):
+        if path.is_symlink() or not path.is_file() or not path.resolve().is_relative_to(base):
+            continue
+        relative = path.relative_to(results).as_posix()
+        data = path.read_bytes()[: MAX_ARTIFACT_BYTES + 1]
+        if len(data) > MAX_ARTIFACT_BYTES:
+            append_events(
+                run.pk,
+                [
+                    EventRecord(
+                        kind="log",
+                        ts=time.time(),
+                        payload={"message": f"{relative} is over {MAX_ARTIFACT_BYTES} bytes and was not kept"},
+                    )
+                ],
+            )
+            continue
+        Artifact.objects.filter(run=run, path=relative).delete()
+        artifact = Artifact(
+            run=run,
+            path=relative,
+            size=len(data),
+            sha256=hashlib.sha256(data).hexdigest(),
+            content_type=mimetypes.guess_type(relative)[0] or "application/octet-stream",
+        )
+        artifact.file.save(f"{run.public_id}/{relative}", ContentFile(data), save=False)
+        artifact.save()
+    report = results / "validation_report.json"
+    if report.is_file():
+        try:
+            job.validation = json.loads(report.read_text())
+        except ValueError as exc:
+            job.validation = {"error": f"validation_report.json is not valid JSON: {exc}"}
+    summary = results / "summary.md"
+    job.final_answer = final_answer or (summary.read_text(errors="replace") if summary.is_file() else "")
+    job.save(update_fields=["validation", "final_answer"])
+
+
+def finish(run: Run, job: Job, outcome: Outcome) -> None:
+    job.refresh_from_db(fields=["cancel_requested"])
+    if job.cancel_requested:
+        move_run(run.pk, RunStatus.CANCELLED, error_kind=ErrorKind.USER, error="cancelled on request")
+    elif outcome.timed_out:
+        move_run(
+            run.pk,
+            RunStatus.TIMED_OUT,
+            error_kind=ErrorKind.USER,
+            error=f"wall time limit of {job.timeout_s} s exceeded",
+        )
+    elif outcome.user_error:
+        move_run(run.pk, RunStatus.FAILED, error_kind=ErrorKind.USER, error=outcome.user_error)
+    elif outcome.exit_code != 0:
+        tail = outcome.stderr_tail.strip().splitlines()[-5:]
+        move_run(
+            run.pk,
+            RunStatus.FAILED,
+            error_kind=ErrorKind.USER,
+            error=f"the agent exited with code {outcome.exit_code}: " + " | ".join(tail),
+        )
+    else:
+        move_run(run.pk, RunStatus.SUCCEEDED)

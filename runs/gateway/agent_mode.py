@@ -1,0 +1,203 @@
+"""Agent mode of ``POST /v1/chat/completions`` (``jetty.runbook: true``): start a durable run, then answer
+synchronously, as an SSE stream of its events, or at once with 202."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import time
+from typing import Any
+
+from asgiref.sync import sync_to_async
+
+from orgs.api_errors import ApiError
+from trajectories.models import FINAL_STATUSES, Event, Run
+
+from ..actions import AgentRequest, start_agent_run
+from ..agents import AGENTS, agent_for
+from ..results import final_answer, run_summary
+from .calls import CHAT_TASK, ChatRequest
+from .exchange import ClientGone, Exchange
+from .routing import Caller
+
+SNAPSHOTS = ("general", "python", "browser")
+POLL_S = 0.2
+KEEPALIVE_S = 10.0
+PLACEHOLDER = re.compile(r"{{\s*([A-Za-z_][\w.]*)\s*}}")
+
+
+def _bad(message: str, param: str) -> ApiError:
+    return ApiError(400, message, code="invalid_value", param=param)
+
+
+def render_runbook(runbook: str, variables: dict[str, Any]) -> str:
+    """Fill ``{{name}}`` placeholders server-side; ``{{results_dir}}`` is /app/results. Secrets come later."""
+    values = {"results_dir": "/app/results", **{k: str(v) for k, v in variables.items()}}
+    wanted = {name for name in PLACEHOLDER.findall(runbook) if not name.startswith("secrets.")}
+    missing = sorted(wanted - set(values))
+    if missing:
+        raise _bad(
+            f"The runbook uses template variables with no value: {', '.join(missing)}", "jetty.template_variables"
+        )
+    unknown = sorted(set(variables) - wanted)
+    if unknown:
+        raise _bad(
+            f"Unknown template variables (the runbook does not use them): {', '.join(unknown)}",
+            "jetty.template_variables",
+        )
+    return PLACEHOLDER.sub(lambda m: values.get(m.group(1), m.group(0)), runbook)
+
+
+def parse(request: ChatRequest, caller: Caller) -> AgentRequest:
+    jetty = request.body.get("jetty") or {}
+    messages = request.body["messages"]
+    runbook = next((m.get("content") for m in messages if m.get("role") in ("system", "developer")), None)
+    if not isinstance(runbook, str) or not runbook.strip():
+        raise _bad("Agent mode needs the runbook as the system message", "messages")
+    instruction = "\n\n".join(str(m.get("content") or "") for m in messages if m.get("role") == "user")
+    agent = jetty.get("agent")
+    if agent is not None and (not isinstance(agent, str) or agent not in AGENTS):
+        raise _bad(f"Unknown agent {agent!r}; available: {', '.join(sorted(AGENTS))}", "jetty.agent")
+    chosen = agent_for(agent, request.model)
+    assert chosen is not None
+    snapshot = jetty.get("snapshot", "general")
+    if snapshot not in SNAPSHOTS:
+        raise _bad(f"Unknown snapshot {snapshot!r}; available: {', '.join(SNAPSHOTS)}", "jetty.snapshot")
+    variables = jetty.get("template_variables") or {}
+    if not isinstance(variables, dict):
+        raise _bad("`jetty.template_variables` must be an object", "jetty.template_variables")
+    timeout = jetty.get("timeout_s", 1800)
+    if type(timeout) is not int or not 1 <= timeout <= 86_400:
+        raise _bad("`jetty.timeout_s` must be an integer number of seconds from 1 to 86400", "jetty.timeout_s")
+    network = jetty.get("network", "on")
+    if network not in ("on", "off"):
+        raise _bad("`jetty.network` must be `on` or `off`", "jetty.network")
+    if network == "off":
+        raise _bad("`jetty.network: off` is not available on this server yet", "jetty.network")
+    for name in ("file_paths", "files", "runbook_url"):
+        if jetty.get(name):
+            raise _bad(f"`jetty.{name}` is not available on this server yet", f"jetty.{name}")
+    webhook_url = jetty.get("webhook_url") or ""
+    if webhook_url:
+        raise _bad("`jetty.webhook_url` is not available on this server yet", "jetty.webhook_url")
+    key = jetty.get("idempotency_key") or ""
+    if not isinstance(key, str) or len(key) > 200:
+        raise _bad("`jetty.idempotency_key` must be a string of at most 200 characters", "jetty.idempotency_key")
+    return AgentRequest(
+        model=request.model,
+        runbook=render_runbook(runbook, variables),
+        instruction=instruction,
+        task=request.task if request.task != CHAT_TASK else "_agent",
+        agent=chosen.name,
+        snapshot=snapshot,
+        params=variables,
+        timeout_s=timeout,
+        network=network == "on",
+        idempotency_key=key,
+        collection_id=caller.collection.pk if caller.collection else None,
+    )
+
+
+def _load(run_id: int) -> Run:
+    return Run.objects.select_related("job", "collection").prefetch_related("artifacts").get(pk=run_id)
+
+
+def _events_after(run_id: int, after: int) -> list[Event]:
+    return list(Event.objects.filter(run_id=run_id, seq__gt=after).order_by("seq")[:200])
+
+
+_start = sync_to_async(start_agent_run, thread_sensitive=True)
+_load_async = sync_to_async(_load, thread_sensitive=True)
+_events_async = sync_to_async(_events_after, thread_sensitive=True)
+_status = sync_to_async(lambda run_id: Run.objects.values_list("status", flat=True).get(pk=run_id))
+
+
+def completion(run: Run) -> dict[str, Any]:
+    return {
+        "id": f"chatcmpl-{run.public_id}",
+        "object": "chat.completion",
+        "created": int(run.created.timestamp()),
+        "model": run.model,
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": final_answer(run)},
+                "finish_reason": "stop" if run.status == "succeeded" else run.status,
+            }
+        ],
+        "usage": {
+            "prompt_tokens": run.prompt_tokens,
+            "completion_tokens": run.completion_tokens,
+            "total_tokens": run.total_tokens,
+        },
+        "jetty": run_summary(run),
+    }
+
+
+def chunk(run: Run, delta: dict[str, Any], jetty: dict[str, Any], finish: str | None = None) -> bytes:
+    body = {
+        "id": f"chatcmpl-{run.public_id}",
+        "object": "chat.completion.chunk",
+        "created": int(run.created.timestamp()),
+        "model": run.model,
+        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+        "jetty": jetty,
+    }
+    return b"data: " + json.dumps(body).encode() + b"\n\n"
+
+
+def event_chunk(run: Run, event: Event) -> bytes:
+    payload = event.payload
+    delta: dict[str, Any] = {}
+    if event.kind == "agent.message" and payload.get("content"):
+        delta = {"role": "assistant", "content": payload["content"] + "\n"}
+    return chunk(run, delta, {"event": event.kind, "seq": event.seq, "payload": payload})
+
+
+async def handle(exchange: Exchange, request: ChatRequest, caller: Caller) -> None:
+    try:
+        agent_request = parse(request, caller)
+    except ApiError as error:
+        await exchange.respond_error(error)
+        return
+    run, _created = await _start(caller.principal, agent_request)
+    headers = {"x-jetty-run-id": run.public_id}
+    jetty = request.body.get("jetty") or {}
+    if jetty.get("async"):
+        run = await _load_async(run.pk)
+        await exchange.respond_json(
+            202, {"id": run.public_id, "object": "jetty.run", "status": run.status, "jetty": run_summary(run)}, headers
+        )
+        return
+    deadline = time.monotonic() + agent_request.timeout_s + 120
+    if not request.stream:
+        while await _status(run.pk) not in FINAL_STATUSES and time.monotonic() < deadline:
+            await asyncio.sleep(POLL_S)
+        run = await _load_async(run.pk)
+        await exchange.respond_json(200, completion(run), headers)
+        return
+    await exchange.start_stream(headers)
+    after, quiet = 0, time.monotonic()
+    try:
+        while time.monotonic() < deadline:
+            events = await _events_async(run.pk, after)
+            for event in events:
+                await exchange.stream(event_chunk(run, event))
+                after = event.seq
+            if events:
+                quiet = time.monotonic()
+            elif await _status(run.pk) in FINAL_STATUSES:
+                if not await _events_async(run.pk, after):
+                    break
+            else:
+                if time.monotonic() - quiet > KEEPALIVE_S:
+                    await exchange.stream(b": keep-alive\n\n")
+                    quiet = time.monotonic()
+                await asyncio.sleep(POLL_S)
+        run = await _load_async(run.pk)
+        await exchange.stream(chunk(run, {}, {"event": "summary", **run_summary(run)}, finish="stop"))
+        await exchange.stream(b"data: [DONE]\n\n")
+        await exchange.end_stream()
+    except ClientGone:
+        return  # the run goes on: it is durable and its client may come back for it

@@ -1,0 +1,155 @@
+"""Agent mode end to end: the openai client, a live server, a Celery worker process and a real sandbox."""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.request
+
+import pytest
+
+from trajectories.models import FINAL_STATUSES, Run
+
+RUNBOOK = """---
+version: 1.0.0
+evaluation: programmatic
+---
+# Objective
+Count the words of a greeting for {{name}} and report.
+
+## REQUIRED OUTPUT FILES
+- `/app/results/count.txt`
+- `/app/results/summary.md`
+- `/app/results/validation_report.json`
+
+## Step 1: write the greeting
+```bash
+mkdir -p {{results_dir}} && echo "hello {{name}} from jetty" > {{results_dir}}/greeting.txt
+```
+
+## Step 2: count
+```bash
+wc -w < /app/results/greeting.txt > /app/results/count.txt && cat /app/results/count.txt
+```
+
+## Step 3: validation report
+```bash
+printf '{"version": "1.0.0", "overall_passed": true, "stages": [{"name": "count", "passed": true}]}' > /app/results/validation_report.json
+```
+"""
+
+
+def agent_call(client, **jetty):
+    return client.chat.completions.with_raw_response.create(
+        model="scripted/default",
+        messages=[{"role": "system", "content": RUNBOOK}, {"role": "user", "content": "Do the runbook."}],
+        extra_body={"jetty": {"runbook": True, "task": "greet", "template_variables": {"name": "ada"}, **jetty}},
+        timeout=120,
+    )
+
+
+def test_a_runbook_runs_end_to_end_in_a_sandbox(alice_client, worker):
+    raw = agent_call(alice_client, agent="jetty-agent")
+    completion = raw.parse()
+    body = json.loads(raw.http_response.text)
+    summary = body["jetty"]
+    assert summary["status"] == "succeeded", summary
+    assert summary["agent"] == "jetty-agent" and summary["task"] == "greet"
+    files = {f["path"]: f for f in summary["results_files"]}
+    assert set(files) == {"greeting.txt", "count.txt", "summary.md", "validation_report.json"}
+    assert summary["validation"]["overall_passed"] is True
+    assert "count.txt" in summary["primary_files"] and "summary.md" not in summary["primary_files"]
+    assert completion.choices[0].message.content.startswith("Runbook complete")
+
+    run = Run.objects.get(public_id=summary["run_id"])
+    assert run.artifacts.get(path="count.txt").file.read() == b"4\n"
+    assert run.artifacts.get(path="greeting.txt").file.read() == b"hello ada from jetty\n"
+    events = list(run.events.order_by("seq"))
+    assert [e.seq for e in events] == list(range(1, len(events) + 1))
+    kinds = [e.kind for e in events]
+    assert kinds[0] == "run.state" and events[0].payload["status"] == "queued"
+    assert events[-1].payload == {"status": "succeeded"}
+    assert kinds.count("model.call") == 5  # three blocks, the summary, the final answer
+    assert kinds.count("command") == 4 and kinds.count("tool.call") == 4 and kinds.count("tool.result") == 4
+    commands = [e.payload["command"] for e in events if e.kind == "command"]
+    assert commands[0].startswith('mkdir -p /app/results && echo "hello ada from jetty"')
+    # each model call comes before the tool call it asked for
+    for i, event in enumerate(events):
+        if event.kind == "tool.call":
+            assert events[i - 1].kind in ("model.call", "agent.message")
+    assert run.prompt_tokens > 0 and run.events.filter(kind="model.call").first().payload["request"]["tools"]
+
+
+def test_streaming_sends_events_as_they_happen_then_the_summary(alice_client, worker):
+    stream = alice_client.chat.completions.create(
+        model="scripted/default",
+        messages=[{"role": "system", "content": RUNBOOK}, {"role": "user", "content": "go"}],
+        extra_body={"jetty": {"runbook": True, "template_variables": {"name": "bo"}}},
+        stream=True,
+        timeout=120,
+    )
+    chunks = list(stream)
+    kinds = [c.model_extra["jetty"]["event"] for c in chunks]
+    assert "command" in kinds and "model.call" in kinds and kinds[-1] == "summary"
+    assert chunks[-1].choices[0].finish_reason == "stop"
+    assert chunks[-1].model_extra["jetty"]["status"] == "succeeded"
+    seqs = [c.model_extra["jetty"]["seq"] for c in chunks[:-1]]
+    assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
+
+
+def test_async_returns_202_and_the_run_finishes(alice, alice_client, jetty, worker):
+    raw = agent_call(alice_client, **{"async": True})
+    assert raw.http_response.status_code == 202
+    run_id = json.loads(raw.http_response.text)["id"]
+    deadline = time.monotonic() + 60
+    while Run.objects.get(public_id=run_id).status not in FINAL_STATUSES:
+        assert time.monotonic() < deadline
+        time.sleep(0.3)
+    request = urllib.request.Request(
+        f"{jetty.url}/api/v1/runs/{run_id}/artifacts/count.txt", headers={"Authorization": f"Bearer {alice.token}"}
+    )
+    with urllib.request.urlopen(request) as response:
+        assert response.read() == b"4\n"
+
+
+def test_an_idempotency_key_returns_the_same_run(alice_client, worker):
+    first = json.loads(agent_call(alice_client, idempotency_key="k-1", **{"async": True}).http_response.text)
+    second = json.loads(agent_call(alice_client, idempotency_key="k-1", **{"async": True}).http_response.text)
+    assert first["id"] == second["id"]
+    assert Run.objects.filter(kind="agent").count() == 1
+
+
+@pytest.mark.parametrize(
+    "block, param",
+    [
+        ({"agent": "nope"}, "jetty.agent"),
+        ({"snapshot": "windows"}, "jetty.snapshot"),
+        ({"template_variables": {}}, "jetty.template_variables"),
+        ({"template_variables": {"name": "x", "extra": 1}}, "jetty.template_variables"),
+        ({"timeout_s": 0}, "jetty.timeout_s"),
+        ({"network": "maybe"}, "jetty.network"),
+    ],
+)
+def test_bad_agent_requests_are_400_and_start_nothing(alice_client, worker, block, param):
+    import openai
+
+    base = {"runbook": True, "template_variables": {"name": "x"}}
+    with pytest.raises(openai.BadRequestError) as caught:
+        alice_client.chat.completions.create(
+            model="scripted/default",
+            messages=[{"role": "system", "content": RUNBOOK}, {"role": "user", "content": "go"}],
+            extra_body={"jetty": {**base, **block}},
+        )
+    assert caught.value.body["param"] == param
+    assert not Run.objects.exists()
+
+
+def test_a_missing_runbook_is_400(alice_client, worker):
+    import openai
+
+    with pytest.raises(openai.BadRequestError):
+        alice_client.chat.completions.create(
+            model="scripted/default",
+            messages=[{"role": "user", "content": "go"}],
+            extra_body={"jetty": {"runbook": True}},
+        )
