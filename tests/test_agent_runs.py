@@ -34,7 +34,8 @@ wc -w < /app/results/greeting.txt > /app/results/count.txt && cat /app/results/c
 
 ## Step 3: validation report
 ```bash
-printf '{"version": "1.0.0", "overall_passed": true, "stages": [{"name": "count", "passed": true}]}' > /app/results/validation_report.json
+echo '{"version": "1.0.0", "overall_passed": true, "stages": [{"name": "count", "passed": true}]}' \
+  > /app/results/validation_report.json
 ```
 """
 
