@@ -266,3 +266,5 @@ JETTY_SANDBOX_ROOT = Path(env_str("JETTY_SANDBOX_ROOT", str(VAR_DIR / "sandboxes
 JETTY_SANDBOX_USER = env_str("JETTY_SANDBOX_USER", "jetty-sandbox")
 # Where sandboxes reach the model gateway (with network on; network off goes through a unix socket relay).
 JETTY_SANDBOX_GATEWAY_URL = env_str("JETTY_SANDBOX_GATEWAY_URL", f"{PUBLIC_URL}/v1")
+# A running agent run whose worker has not sent a heartbeat for this long is handed to another worker.
+JETTY_RUN_STALLED_S = env_float("JETTY_RUN_STALLED_S", 60.0)

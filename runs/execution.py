@@ -50,7 +50,7 @@ def claim(run_id: int) -> tuple[Job, int] | None:
         if run.status in FINAL_STATUSES:
             return None
         now = timezone.now()
-        if run.status == RunStatus.RUNNING and job.heartbeat_at and now - job.heartbeat_at < Job.STALLED_AFTER:
+        if run.status == RunStatus.RUNNING and job.heartbeat_at and now - job.heartbeat_at < Job.stalled_after():
             return None
         job.attempts += 1
         job.heartbeat_at, job.worker = now, worker_id()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import secrets
 from datetime import timedelta
 
+from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
@@ -18,8 +19,7 @@ RUN_TOKEN_PREFIX = "jrt_"
 class Job(models.Model):
     """An agent run's request and its execution bookkeeping (attempts, heartbeat, cancellation)."""
 
-    HEARTBEAT_EVERY = timedelta(seconds=5)
-    STALLED_AFTER = timedelta(seconds=60)
+    HEARTBEAT_EVERY = timedelta(seconds=2)
 
     run = models.OneToOneField(Run, on_delete=models.CASCADE, related_name="job")
     org = models.ForeignKey(Org, on_delete=models.CASCADE, related_name="jobs")
@@ -51,6 +51,11 @@ class Job(models.Model):
 
     def __str__(self) -> str:
         return f"job of {self.run}"
+
+    @staticmethod
+    def stalled_after() -> timedelta:
+        """A running job whose heartbeat is older than this has lost its worker."""
+        return timedelta(seconds=settings.JETTY_RUN_STALLED_S)
 
     @property
     def webhook_secret(self) -> str:

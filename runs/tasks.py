@@ -46,7 +46,7 @@ def execute_run(self, run_id: int) -> None:
 def sweep_runs() -> int:
     """Hand stalled runs (a worker died) and forgotten queued runs (a message lost) back to the queue."""
     now = timezone.now()
-    stalled = Job.objects.filter(run__status=RunStatus.RUNNING, heartbeat_at__lt=now - Job.STALLED_AFTER)
+    stalled = Job.objects.filter(run__status=RunStatus.RUNNING, heartbeat_at__lt=now - Job.stalled_after())
     forgotten = Job.objects.filter(run__status=RunStatus.QUEUED, run__created__lt=now - timedelta(minutes=10))
     ids = set(stalled.values_list("run_id", flat=True)) | set(forgotten.values_list("run_id", flat=True))
     for run_id in ids:

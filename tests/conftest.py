@@ -43,6 +43,7 @@ def process_env(django_db_setup, django_db_blocker, tmp_path_factory) -> dict[st
             "JETTY_RECORD_FLUSH_S": "0.05",
             "JETTY_SPOOL_DIR": str(tmp_path_factory.mktemp("spool")),
             "DB_CONN_MAX_AGE": "0",
+            "JETTY_RUN_STALLED_S": "6",
         }
     )
     return env

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import time
+import urllib.error
 import urllib.request
+from pathlib import Path
 
 import pytest
 
@@ -154,3 +156,138 @@ def test_a_missing_runbook_is_400(alice_client, worker):
             messages=[{"role": "user", "content": "go"}],
             extra_body={"jetty": {"runbook": True}},
         )
+
+
+SLOW_RUNBOOK = """# Objective
+Take a while.
+
+```bash
+echo started > /app/results/started.txt
+```
+
+```bash
+sleep {{seconds}}
+```
+
+```bash
+echo finished > /app/results/finished.txt
+```
+"""
+
+
+def start_async(client, runbook: str = SLOW_RUNBOOK, seconds: int = 30, **jetty) -> str:
+    jetty.setdefault("template_variables", {"seconds": seconds})
+    raw = client.chat.completions.with_raw_response.create(
+        model="scripted/default",
+        messages=[{"role": "system", "content": runbook}, {"role": "user", "content": "go"}],
+        extra_body={"jetty": {"runbook": True, "async": True, **jetty}},
+    )
+    return json.loads(raw.http_response.text)["id"]
+
+
+def wait_for(predicate, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def final_run(run_id: str, timeout: float = 60) -> Run:
+    return wait_for(
+        lambda: (r := Run.objects.get(public_id=run_id)).status in FINAL_STATUSES and r,
+        timeout,
+        f"run {run_id} to finish",
+    )
+
+
+def assert_clean_trajectory(run: Run) -> None:
+    seqs = list(run.events.order_by("seq").values_list("seq", flat=True))
+    assert seqs == list(range(1, len(seqs) + 1)) and run.last_seq == len(seqs)
+    finals = run.events.filter(kind="run.state", payload__status__in=sorted(FINAL_STATUSES))
+    assert finals.count() == 1
+
+
+def test_cancel_kills_the_sandbox_and_ends_the_run_cancelled(alice, alice_client, jetty, worker, settings):
+    run_id = start_async(alice_client)
+    wait_for(lambda: Run.objects.get(public_id=run_id).events.filter(kind="command").exists(), 30, "first command")
+    request = urllib.request.Request(
+        f"{jetty.url}/api/v1/runs/{run_id}/cancel", method="POST", headers={"Authorization": f"Bearer {alice.token}"}
+    )
+    with urllib.request.urlopen(request) as response:
+        assert response.status == 200
+    run = final_run(run_id, 20)
+    assert run.status == "cancelled"
+    assert not run.artifacts.filter(path="finished.txt").exists()
+    assert_clean_trajectory(run)
+    root = settings.BASE_DIR / "var" / f"test-sandboxes-{jetty.url.rsplit(':', 1)[1]}"
+    assert not list(root.glob(f"{run_id}-*"))
+
+
+def test_cancelling_another_orgs_run_is_404(alice_client, bob, jetty, worker):
+    run_id = start_async(alice_client, seconds=1)
+    request = urllib.request.Request(
+        f"{jetty.url}/api/v1/runs/{run_id}/cancel", method="POST", headers={"Authorization": f"Bearer {bob.token}"}
+    )
+    with pytest.raises(urllib.error.HTTPError) as caught:
+        urllib.request.urlopen(request)
+    assert caught.value.code == 404
+    assert final_run(run_id).status == "succeeded"
+
+
+def test_wall_time_over_the_limit_ends_the_run_timed_out(alice_client, worker):
+    run = final_run(start_async(alice_client, seconds=60, timeout_s=3), 30)
+    assert run.status == "timed_out" and run.error_kind == "user"
+    assert "wall time" in run.error
+    assert_clean_trajectory(run)
+
+
+def test_the_run_token_dies_with_the_run(alice_client, jetty, worker):
+    leak = "```bash\necho -n $JETTY_RUN_TOKEN > /app/results/token.txt\n```\n"
+    run = final_run(start_async(alice_client, runbook=leak, template_variables={}))
+    token = run.artifacts.get(path="token.txt").file.read().decode()
+    assert token.startswith("jrt_")
+    import openai
+
+    from tests.conftest import client
+
+    with pytest.raises(openai.AuthenticationError):
+        client(jetty, token).chat.completions.create(
+            model="scripted/default", messages=[{"role": "user", "content": "still alive?"}]
+        )
+
+
+def test_a_worker_killed_mid_run_loses_nothing(alice_client, worker_process, jetty, process_env, logs):
+    """SIGKILL the only worker while the agent sleeps; a new worker takes the stalled run over and finishes it."""
+    import signal
+
+    from runs.tasks import sweep_runs
+    from tests.support import servers
+
+    worker_process.stop(signal.SIGKILL)
+    doomed = servers.start_celery_worker(process_env, logs / "celery-worker-doomed.log")
+    run_id = start_async(alice_client, seconds=6)
+    run = Run.objects.get(public_id=run_id)
+    wait_for(lambda: run.events.filter(kind="command").exists(), 30, "the first command")
+    doomed.stop(signal.SIGKILL)
+    before = list(run.events.order_by("seq").values_list("seq", "kind"))
+
+    replacement = servers.start_celery_worker(process_env, logs / "celery-worker-replacement.log")
+    worker_process.proc = replacement.proc  # later tests use the replacement
+    worker_process.log = replacement.log
+    time.sleep(7)  # the dead worker's heartbeat goes stale (JETTY_RUN_STALLED_S=6 here)
+    sweep_runs.delay()
+    run = final_run(run_id, 60)
+
+    assert run.status == "succeeded", run.error
+    assert run.job.attempts == 2
+    after = list(run.events.order_by("seq").values_list("seq", "kind"))
+    assert after[: len(before)] == before  # nothing of the first attempt lost or rewritten
+    assert_clean_trajectory(run)
+    states = [e.payload for e in run.events.filter(kind="run.state").order_by("seq")]
+    assert [s["status"] for s in states] == ["queued", "running", "queued", "running", "succeeded"]
+    assert {a.path for a in run.artifacts.all()} >= {"started.txt", "finished.txt", "summary.md"}
+    root = Path(process_env["JETTY_SANDBOX_ROOT"])
+    assert not list(root.glob(f"{run_id}-*"))
