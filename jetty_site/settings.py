@@ -268,3 +268,7 @@ JETTY_SANDBOX_USER = env_str("JETTY_SANDBOX_USER", "jetty-sandbox")
 JETTY_SANDBOX_GATEWAY_URL = env_str("JETTY_SANDBOX_GATEWAY_URL", f"{PUBLIC_URL}/v1")
 # A running agent run whose worker has not sent a heartbeat for this long is handed to another worker.
 JETTY_RUN_STALLED_S = env_float("JETTY_RUN_STALLED_S", 60.0)
+# Webhooks: attempts and backoff (seconds before the second attempt, doubling after).
+JETTY_WEBHOOK_MAX_ATTEMPTS = env_int("JETTY_WEBHOOK_MAX_ATTEMPTS", 6)
+JETTY_WEBHOOK_BACKOFF_S = env_float("JETTY_WEBHOOK_BACKOFF_S", 5.0)
+JETTY_WEBHOOK_TIMEOUT_S = env_float("JETTY_WEBHOOK_TIMEOUT_S", 10.0)

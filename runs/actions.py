@@ -86,5 +86,16 @@ def cancel_run(run: Run) -> Run:
         job.cancel_requested = True
         job.save(update_fields=["cancel_requested"])
         if run.status == RunStatus.QUEUED:
-            return move_run(run.pk, RunStatus.CANCELLED, error_kind="user", error="cancelled on request")
+            return end_run(run.pk, RunStatus.CANCELLED, error_kind="user", error="cancelled on request")
+    return run
+
+
+def end_run(run_id: int, status: str, **fields: Any) -> Run:
+    """Move a run to a final state and, once committed, send it to its webhook if it has one."""
+    from .tasks import deliver_webhook
+
+    with transaction.atomic():
+        run = move_run(run_id, status, **fields)
+        if Job.objects.filter(run_id=run_id).exclude(webhook_url="").exists():
+            transaction.on_commit(lambda: deliver_webhook.delay(run_id))
     return run

@@ -25,6 +25,7 @@ from django.utils import timezone
 from trajectories.actions import EventRecord, append_events, move_run
 from trajectories.models import FINAL_STATUSES, Artifact, ErrorKind, Run, RunStatus
 
+from .actions import end_run
 from .agents import Mission, agent_for
 from .models import Job, RunToken
 from .sandboxes import Limits, Outcome, SandboxSpec, create_sandbox, destroy_leftovers
@@ -89,7 +90,7 @@ def execute(run_id: int) -> None:
     destroy_leftovers(run.public_id)
     agent = agent_for(run.agent, run.model)
     if agent is None:
-        move_run(run.pk, RunStatus.FAILED, error_kind=ErrorKind.USER, error=f"unknown agent {run.agent!r}")
+        end_run(run.pk, RunStatus.FAILED, error_kind=ErrorKind.USER, error=f"unknown agent {run.agent!r}")
         return
     spec = SandboxSpec(
         name=f"{run.public_id}-a{attempt}",
@@ -176,23 +177,23 @@ def collect(run: Run, job: Job, results: Path, final_answer: str | None) -> None
 def finish(run: Run, job: Job, outcome: Outcome) -> None:
     job.refresh_from_db(fields=["cancel_requested"])
     if job.cancel_requested:
-        move_run(run.pk, RunStatus.CANCELLED, error_kind=ErrorKind.USER, error="cancelled on request")
+        end_run(run.pk, RunStatus.CANCELLED, error_kind=ErrorKind.USER, error="cancelled on request")
     elif outcome.timed_out:
-        move_run(
+        end_run(
             run.pk,
             RunStatus.TIMED_OUT,
             error_kind=ErrorKind.USER,
             error=f"wall time limit of {job.timeout_s} s exceeded",
         )
     elif outcome.user_error:
-        move_run(run.pk, RunStatus.FAILED, error_kind=ErrorKind.USER, error=outcome.user_error)
+        end_run(run.pk, RunStatus.FAILED, error_kind=ErrorKind.USER, error=outcome.user_error)
     elif outcome.exit_code != 0:
         tail = outcome.stderr_tail.strip().splitlines()[-5:]
-        move_run(
+        end_run(
             run.pk,
             RunStatus.FAILED,
             error_kind=ErrorKind.USER,
             error=f"the agent exited with code {outcome.exit_code}: " + " | ".join(tail),
         )
     else:
-        move_run(run.pk, RunStatus.SUCCEEDED)
+        end_run(run.pk, RunStatus.SUCCEEDED)

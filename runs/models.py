@@ -89,3 +89,23 @@ class RunToken(models.Model):
     @classmethod
     def revoke_all(cls, run_id: int) -> None:
         cls.objects.filter(run_id=run_id, revoked_at__isnull=True).update(revoked_at=timezone.now())
+
+
+class WebhookDelivery(models.Model):
+    """One attempt to deliver a finished run to its webhook."""
+
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="webhook_deliveries")
+    url = models.URLField(max_length=2000)
+    attempt = models.PositiveIntegerField()
+    status_code = models.PositiveIntegerField(null=True, blank=True)
+    error = models.TextField(blank=True)
+    delivered = models.BooleanField(default=False)
+    duration_ms = models.PositiveIntegerField(default=0)
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["run", "attempt"]
+        constraints = [models.UniqueConstraint(fields=["run", "attempt"], name="one_delivery_per_attempt")]
+
+    def __str__(self) -> str:
+        return f"webhook of {self.run_id} attempt {self.attempt}"

@@ -36,7 +36,9 @@ def execute_run(self, run_id: int) -> None:
     except PlatformError as exc:
         logger.warning("run %s hit a platform fault: %s", run_id, exc)
         if self.request.retries >= self.max_retries:
-            move_run(run_id, RunStatus.FAILED, error_kind="platform", error=str(exc))
+            from .actions import end_run
+
+            end_run(run_id, RunStatus.FAILED, error_kind="platform", error=str(exc))
             return
         move_run(run_id, RunStatus.QUEUED, reason=f"platform fault, retrying: {exc}")
         raise self.retry(exc=exc, countdown=2 ** (self.request.retries + 1)) from exc
@@ -54,3 +56,21 @@ def sweep_runs() -> int:
     if ids:
         logger.warning("sweeper re-queued %d run(s)", len(ids))
     return len(ids)
+
+
+@shared_task(bind=True, acks_late=True)
+def deliver_webhook(self, run_id: int, attempt: int = 1) -> bool:
+    """Deliver a finished run to its webhook, retrying with exponential backoff; every attempt is recorded."""
+    from django.conf import settings
+
+    from .webhooks import deliver
+
+    if deliver(run_id, attempt):
+        return True
+    if attempt < settings.JETTY_WEBHOOK_MAX_ATTEMPTS:
+        deliver_webhook.apply_async(
+            (run_id, attempt + 1), countdown=settings.JETTY_WEBHOOK_BACKOFF_S * 2 ** (attempt - 1)
+        )
+    else:
+        logger.warning("webhook for run %s failed after %d attempts", run_id, attempt)
+    return False

@@ -44,6 +44,8 @@ def process_env(django_db_setup, django_db_blocker, tmp_path_factory) -> dict[st
             "JETTY_SPOOL_DIR": str(tmp_path_factory.mktemp("spool")),
             "DB_CONN_MAX_AGE": "0",
             "JETTY_RUN_STALLED_S": "6",
+            "JETTY_WEBHOOK_BACKOFF_S": "0.5",
+            "JETTY_WEBHOOK_MAX_ATTEMPTS": "3",
         }
     )
     return env

@@ -127,12 +127,6 @@ def test_it_rejects_an_unknown_collection(jetty, alice):
     assert_openai_error(body)
 
 
-def test_agent_mode_is_refused_clearly_until_it_exists(jetty, alice):
-    status, body, _ = post(jetty, alice.token, {**HELLO, "jetty": {"runbook": True}})
-    assert status == 400
-    assert_openai_error(body, "agent_mode_unavailable")
-
-
 def test_wrong_method_is_405(jetty, alice):
     request = urllib.request.Request(f"{jetty.url}/v1/chat/completions", headers={"Authorization": "Bearer x"})
     with pytest.raises(urllib.error.HTTPError) as caught:

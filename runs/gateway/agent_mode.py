@@ -24,6 +24,7 @@ from .routing import Caller
 SNAPSHOTS = ("general", "python", "browser")
 POLL_S = 0.2
 KEEPALIVE_S = 10.0
+URL = re.compile(r"^https?://[^\s/$.?#][^\s]*$", re.I)
 PLACEHOLDER = re.compile(r"{{\s*([A-Za-z_][\w.]*)\s*}}")
 
 
@@ -79,8 +80,15 @@ def parse(request: ChatRequest, caller: Caller) -> AgentRequest:
         if jetty.get(name):
             raise _bad(f"`jetty.{name}` is not available on this server yet", f"jetty.{name}")
     webhook_url = jetty.get("webhook_url") or ""
+    webhook_secret = jetty.get("webhook_secret") or ""
     if webhook_url:
-        raise _bad("`jetty.webhook_url` is not available on this server yet", "jetty.webhook_url")
+        if not isinstance(webhook_url, str) or not URL.match(webhook_url) or len(webhook_url) > 2000:
+            raise _bad("`jetty.webhook_url` must be an http(s) URL", "jetty.webhook_url")
+        if not isinstance(webhook_secret, str) or not webhook_secret:
+            raise _bad(
+                "`jetty.webhook_secret` is required with `jetty.webhook_url` (it signs each delivery)",
+                "jetty.webhook_secret",
+            )
     key = jetty.get("idempotency_key") or ""
     if not isinstance(key, str) or len(key) > 200:
         raise _bad("`jetty.idempotency_key` must be a string of at most 200 characters", "jetty.idempotency_key")
@@ -95,6 +103,8 @@ def parse(request: ChatRequest, caller: Caller) -> AgentRequest:
         timeout_s=timeout,
         network=network == "on",
         idempotency_key=key,
+        webhook_url=webhook_url,
+        webhook_secret=webhook_secret,
         collection_id=caller.collection.pk if caller.collection else None,
     )
 
@@ -164,7 +174,7 @@ async def handle(exchange: Exchange, request: ChatRequest, caller: Caller) -> No
     run, _created = await _start(caller.principal, agent_request)
     headers = {"x-jetty-run-id": run.public_id}
     jetty = request.body.get("jetty") or {}
-    if jetty.get("async"):
+    if jetty.get("async") or agent_request.webhook_url:
         run = await _load_async(run.pk)
         await exchange.respond_json(
             202, {"id": run.public_id, "object": "jetty.run", "status": run.status, "jetty": run_summary(run)}, headers

@@ -20,6 +20,30 @@ from orgs.auth import principal_for
 from orgs.models import Membership, Org, Role
 
 ORG = "demo"
+DEMO_RUNBOOK = """---
+version: 1.0.0
+evaluation: programmatic
+---
+# Objective
+Show that Jetty runs a runbook end to end: list the Python files of the standard library's json package,
+count them, and write a validation report.
+
+## Step 1: survey
+```bash
+ls /usr/lib/python3*/json/*.py | xargs -n1 basename > /app/results/files.txt && wc -l < /app/results/files.txt
+```
+
+## Step 2: validation report
+```bash
+python3 - <<'PY'
+import json
+files = open("/app/results/files.txt").read().split()
+stage = {"name": "survey", "passed": bool(files), "message": f"{len(files)} files"}
+report = {"version": "1.0.0", "overall_passed": bool(files), "stages": [stage]}
+json.dump(report, open("/app/results/validation_report.json", "w"))
+PY
+```
+"""
 
 
 class Command(BaseCommand):
@@ -90,5 +114,20 @@ class Command(BaseCommand):
                 if exc.code != 404 or time.monotonic() > deadline:
                     raise CommandError(f"demo run {run_id} was not recorded: {exc}") from exc
                 time.sleep(0.2)
-        self.stdout.write(f"Demo run {run_id} finished: {record['status']}, model said {answer!r}")
+        self.stdout.write(f"Demo chat run {run_id} finished: {record['status']}, model said {answer!r}")
         self.stdout.write(f"  see it: {run_url}  (events: {run_url}/events)")
+        self.agent_run(url, headers)
+
+    def agent_run(self, url: str, headers: dict[str, str]) -> None:
+        """A runbook worked by jetty-agent in a sandbox, offline, against the scripted model."""
+        body = {
+            "model": "scripted/default",
+            "messages": [{"role": "system", "content": DEMO_RUNBOOK}, {"role": "user", "content": "Run it."}],
+            "jetty": {"runbook": True, "task": "demo-runbook", "agent": "jetty-agent", "timeout_s": 120},
+        }
+        request = urllib.request.Request(f"{url}/v1/chat/completions", json.dumps(body).encode(), headers)
+        with urllib.request.urlopen(request, timeout=180) as response:
+            summary = json.loads(response.read())["jetty"]
+        files = ", ".join(f["path"] for f in summary["results_files"])
+        self.stdout.write(f"Demo agent run {summary['run_id']} finished: {summary['status']} ({files})")
+        self.stdout.write(f"  see it: {url}/api/v1/runs/{summary['run_id']}  (events: {summary['trajectory_url']})")
