@@ -28,6 +28,14 @@ class Principal:
         return f"token {self.prefix} of {self.org}"
 
 
+def principal_of(request: Request) -> Principal:
+    """The authenticated principal of a DRF request (views require authentication first)."""
+    user = request.user
+    if not isinstance(user, Principal):
+        raise exceptions.NotAuthenticated()
+    return user
+
+
 def bearer_value(header: str | None) -> str | None:
     if not header:
         return None

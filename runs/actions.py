@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from django.db import IntegrityError, transaction
 
 from orgs import crypto
+from orgs.api_errors import ApiError
 from orgs.auth import Principal
 from trajectories.actions import move_run
 from trajectories.models import FINAL_STATUSES, Run, RunKind, RunStatus
 
-from .models import Job
+from .models import Job, Upload
 
 
 @dataclass
@@ -30,6 +31,25 @@ class AgentRequest:
     webhook_secret: str = ""
     idempotency_key: str = ""
     collection_id: int | None = None
+    file_paths: list[str] = field(default_factory=list)
+    file_ids: list[str] = field(default_factory=list)
+
+
+def resolve_uploads(principal: Principal, request: AgentRequest) -> list[str]:
+    """The upload keys a run names, all of them the caller's, or ApiError 400."""
+    found = dict(Upload.objects.filter(org=principal.org, key__in=request.file_paths).values_list("key", "key"))
+    missing = [k for k in request.file_paths if k not in found]
+    if missing:
+        raise ApiError(
+            400, f"Unknown file_paths: {', '.join(missing[:5])}", code="invalid_value", param="jetty.file_paths"
+        )
+    by_id = dict(
+        Upload.objects.filter(org=principal.org, public_id__in=request.file_ids).values_list("public_id", "key")
+    )
+    missing = [i for i in request.file_ids if i not in by_id]
+    if missing:
+        raise ApiError(400, f"Unknown files: {', '.join(missing[:5])}", code="invalid_value", param="jetty.files")
+    return list(dict.fromkeys([*request.file_paths, *(by_id[i] for i in request.file_ids)]))
 
 
 def start_agent_run(principal: Principal, request: AgentRequest) -> tuple[Run, bool]:
@@ -37,6 +57,7 @@ def start_agent_run(principal: Principal, request: AgentRequest) -> tuple[Run, b
     was seen before returns the earlier run."""
     from .tasks import execute_run
 
+    keys = resolve_uploads(principal, request)
     if request.idempotency_key:
         earlier = (
             Job.objects.filter(org=principal.org, idempotency_key=request.idempotency_key).select_related("run").first()
@@ -67,6 +88,7 @@ def start_agent_run(principal: Principal, request: AgentRequest) -> tuple[Run, b
                 webhook_url=request.webhook_url,
                 webhook_secret_encrypted=crypto.encrypt(request.webhook_secret) if request.webhook_secret else "",
                 idempotency_key=request.idempotency_key,
+                file_paths=keys,
             )
             move_run(run.pk, RunStatus.QUEUED, task=request.task, agent=request.agent, model=request.model)
             transaction.on_commit(lambda: execute_run.delay(run.pk))

@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+from django.http import FileResponse, Http404
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
-from rest_framework.decorators import api_view
+from rest_framework.decorators import api_view, parser_classes
+from rest_framework.parsers import MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from orgs.api_errors import ApiError
+from orgs.auth import principal_of
 from trajectories.api import get_run_for
 from trajectories.serializers import RunSerializer
 
 from .actions import cancel_run
+from .models import Upload
+from .uploads import store_uploads
 
 
 @extend_schema(request=None, responses=RunSerializer, operation_id="runs_cancel")
@@ -19,3 +26,77 @@ def run_cancel(request: Request, public_id: str) -> Response:
     """Cancel a run: a queued run ends at once; a running one when its worker has killed the sandbox."""
     run = cancel_run(get_run_for(request, public_id))
     return Response(RunSerializer(run).data)
+
+
+def _check_size(request: Request) -> None:
+    from django.conf import settings
+
+    declared = request.META.get("CONTENT_LENGTH") or "0"
+    if declared.isdigit() and int(declared) > settings.JETTY_MAX_UPLOAD_BYTES + 1024 * 1024:
+        raise ApiError(413, f"The upload is larger than {settings.JETTY_MAX_UPLOAD_BYTES} bytes", code="file_too_large")
+
+
+def _upload_json(upload: Upload) -> dict:
+    return {
+        "id": upload.public_id,
+        "object": "file",
+        "bytes": upload.size,
+        "created_at": int(upload.created.timestamp()),
+        "filename": upload.path,
+        "purpose": upload.purpose,
+        "file_path": upload.key,
+        "sha256": upload.sha256,
+    }
+
+
+@extend_schema(
+    request={
+        "multipart/form-data": {
+            "type": "object",
+            "properties": {"files": {"type": "array", "items": {"type": "string", "format": "binary"}}},
+        }
+    },
+    responses={201: OpenApiTypes.OBJECT},
+    operation_id="sandbox_upload",
+)
+@api_view(["POST"])
+@parser_classes([MultiPartParser])
+def sandbox_upload(request: Request) -> Response:
+    """Upload files (zip archives are unpacked) for runs; pass the returned `file_paths` in `jetty.file_paths`."""
+    _check_size(request)
+    uploads = store_uploads(principal_of(request).org, request.FILES.getlist("files"))
+    return Response({"file_paths": [u.key for u in uploads], "files": [_upload_json(u) for u in uploads]}, status=201)
+
+
+@extend_schema(
+    request={
+        "multipart/form-data": {
+            "type": "object",
+            "properties": {"file": {"type": "string", "format": "binary"}, "purpose": {"type": "string"}},
+        }
+    },
+    responses={201: OpenApiTypes.OBJECT},
+    operation_id="files_create",
+)
+@api_view(["POST"])
+@parser_classes([MultiPartParser])
+def files_create(request: Request) -> Response:
+    """OpenAI-style file upload: returns a `file-…` id for `jetty.files`."""
+    _check_size(request)
+    files = request.FILES.getlist("file")
+    if len(files) != 1:
+        raise ApiError(400, "Send exactly one file in the multipart field `file`", code="missing_files", param="file")
+    purpose = str(request.POST.get("purpose") or "assistants")[:50]
+    uploads = store_uploads(principal_of(request).org, files, purpose=purpose)
+    if len(uploads) != 1:
+        raise ApiError(400, "Archives go to /api/v1/sandbox/upload; /api/v1/files takes one file", param="file")
+    return Response(_upload_json(uploads[0]), status=201)
+
+
+@extend_schema(responses={(200, "application/octet-stream"): OpenApiTypes.BINARY}, operation_id="file_download")
+@api_view(["GET"])
+def file_download(request: Request, key: str) -> FileResponse:
+    upload = Upload.objects.filter(org=principal_of(request).org, key=key).first()
+    if upload is None:
+        raise Http404
+    return FileResponse(upload.file.open("rb"), filename=upload.path.rsplit("/", 1)[-1])

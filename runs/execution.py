@@ -27,7 +27,7 @@ from trajectories.models import FINAL_STATUSES, Artifact, ErrorKind, Run, RunSta
 
 from .actions import end_run
 from .agents import Mission, agent_for
-from .models import Job, RunToken
+from .models import Job, RunToken, Upload
 from .sandboxes import Limits, Outcome, SandboxSpec, create_sandbox, destroy_leftovers
 
 logger = logging.getLogger(__name__)
@@ -102,6 +102,11 @@ def execute(run_id: int) -> None:
         sandbox = create_sandbox(spec)
     except Exception as exc:
         raise PlatformError(f"could not provision a sandbox: {exc}") from exc
+    try:
+        place_uploads(job, sandbox.assets)
+    except Exception as exc:
+        sandbox.destroy()
+        raise PlatformError(f"could not place the run's files: {exc}") from exc
     token = RunToken.mint(run, ttl_s=job.timeout_s + 300)
     heartbeat = None
     try:
@@ -131,6 +136,15 @@ def execute(run_id: int) -> None:
             heartbeat.stopped.set()
         RunToken.revoke_all(run.pk)
         sandbox.destroy()
+
+
+def place_uploads(job: Job, assets: Path) -> None:
+    """Copy the run's uploads to /app/assets (paths were made safe when uploaded)."""
+    for upload in Upload.objects.filter(org=job.org, key__in=job.file_paths):
+        target = assets / upload.path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with upload.file.open("rb") as source:
+            target.write_bytes(source.read())
 
 
 def collect(run: Run, job: Job, results: Path, final_answer: str | None) -> None:

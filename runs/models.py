@@ -109,3 +109,23 @@ class WebhookDelivery(models.Model):
 
     def __str__(self) -> str:
         return f"webhook of {self.run_id} attempt {self.attempt}"
+
+
+class Upload(models.Model):
+    """A file uploaded for runs: referenced by ``key`` (``file_paths``) or ``public_id`` (``files``)."""
+
+    org = models.ForeignKey(Org, on_delete=models.CASCADE, related_name="uploads")
+    public_id = models.CharField(max_length=40, unique=True)
+    key = models.CharField(max_length=500, help_text="uploads/<batch>/<path>: what file_paths name")
+    path = models.CharField(max_length=400, help_text="Where it lands under /app/assets")
+    size = models.PositiveBigIntegerField()
+    sha256 = models.CharField(max_length=64)
+    purpose = models.CharField(max_length=50, default="assistants")
+    file = models.FileField(upload_to="uploads/%Y/%m/%d", max_length=500)
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["org", "key"], name="upload_key_unique_per_org")]
+
+    def __str__(self) -> str:
+        return self.key

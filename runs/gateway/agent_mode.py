@@ -76,9 +76,12 @@ def parse(request: ChatRequest, caller: Caller) -> AgentRequest:
         raise _bad("`jetty.network` must be `on` or `off`", "jetty.network")
     if network == "off":
         raise _bad("`jetty.network: off` is not available on this server yet", "jetty.network")
-    for name in ("file_paths", "files", "runbook_url"):
-        if jetty.get(name):
-            raise _bad(f"`jetty.{name}` is not available on this server yet", f"jetty.{name}")
+    if jetty.get("runbook_url"):
+        raise _bad("`jetty.runbook_url` is not available on this server yet", "jetty.runbook_url")
+    file_paths, file_ids = jetty.get("file_paths") or [], jetty.get("files") or []
+    for name, value in (("file_paths", file_paths), ("files", file_ids)):
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value) or len(value) > 1000:
+            raise _bad(f"`jetty.{name}` must be an array of strings", f"jetty.{name}")
     webhook_url = jetty.get("webhook_url") or ""
     webhook_secret = jetty.get("webhook_secret") or ""
     if webhook_url:
@@ -105,6 +108,8 @@ def parse(request: ChatRequest, caller: Caller) -> AgentRequest:
         idempotency_key=key,
         webhook_url=webhook_url,
         webhook_secret=webhook_secret,
+        file_paths=file_paths,
+        file_ids=file_ids,
         collection_id=caller.collection.pk if caller.collection else None,
     )
 
@@ -171,7 +176,11 @@ async def handle(exchange: Exchange, request: ChatRequest, caller: Caller) -> No
     except ApiError as error:
         await exchange.respond_error(error)
         return
-    run, _created = await _start(caller.principal, agent_request)
+    try:
+        run, _created = await _start(caller.principal, agent_request)
+    except ApiError as error:
+        await exchange.respond_error(error)
+        return
     headers = {"x-jetty-run-id": run.public_id}
     jetty = request.body.get("jetty") or {}
     if jetty.get("async") or agent_request.webhook_url:
