@@ -273,3 +273,5 @@ JETTY_WEBHOOK_MAX_ATTEMPTS = env_int("JETTY_WEBHOOK_MAX_ATTEMPTS", 6)
 JETTY_WEBHOOK_BACKOFF_S = env_float("JETTY_WEBHOOK_BACKOFF_S", 5.0)
 JETTY_WEBHOOK_TIMEOUT_S = env_float("JETTY_WEBHOOK_TIMEOUT_S", 10.0)
 JETTY_MAX_UPLOAD_BYTES = env_int("JETTY_MAX_UPLOAD_BYTES", 256 * 1024 * 1024)
+# The gateway's unix socket (daphne listens on it too): sandboxes with network off reach the gateway only here.
+JETTY_GATEWAY_SOCKET = env_str("JETTY_GATEWAY_SOCKET", str(VAR_DIR / "run" / "gateway.sock"))

@@ -29,6 +29,7 @@ from .actions import end_run
 from .agents import Mission, agent_for
 from .models import Job, RunToken, Upload
 from .sandboxes import Limits, Outcome, SandboxSpec, create_sandbox, destroy_leftovers
+from .sandboxes.base import GATEWAY_SOCKET
 
 logger = logging.getLogger(__name__)
 
@@ -37,6 +38,19 @@ MAX_ARTIFACT_BYTES = 512 * 1024 * 1024
 
 class PlatformError(Exception):
     """A fault of ours (sandbox could not start, storage failed): the run is retried."""
+
+
+RELAY_PORT = 8765
+
+
+def with_gateway_relay(argv: list[str]) -> list[str]:
+    """With network off, a relay inside the sandbox carries loopback TCP to the gateway's unix socket."""
+    relay = (
+        f"socat TCP-LISTEN:{RELAY_PORT},bind=127.0.0.1,fork,reuseaddr UNIX-CONNECT:{GATEWAY_SOCKET} & "
+        f"for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/{RELAY_PORT}) 2>/dev/null && break; sleep 0.02; "
+        'done; exec "$@"'
+    )
+    return ["/bin/bash", "-c", relay, "jetty-relay", *argv]
 
 
 def worker_id() -> str:
@@ -92,11 +106,15 @@ def execute(run_id: int) -> None:
     if agent is None:
         end_run(run.pk, RunStatus.FAILED, error_kind=ErrorKind.USER, error=f"unknown agent {run.agent!r}")
         return
+    socket_path = None if job.network else settings.JETTY_GATEWAY_SOCKET
+    if socket_path and not Path(socket_path).exists():
+        raise PlatformError(f"network-off runs need the gateway listening on {socket_path}")
     spec = SandboxSpec(
         name=f"{run.public_id}-a{attempt}",
         snapshot=run.snapshot or "general",
         network=job.network,
         limits=Limits(wall_s=float(job.timeout_s)),
+        gateway_socket=socket_path,
     )
     try:
         sandbox = create_sandbox(spec)
@@ -114,11 +132,12 @@ def execute(run_id: int) -> None:
             runbook=job.runbook,
             instruction=job.instruction,
             model=run.model,
-            gateway_url=settings.JETTY_SANDBOX_GATEWAY_URL,
+            gateway_url=settings.JETTY_SANDBOX_GATEWAY_URL if job.network else f"http://127.0.0.1:{RELAY_PORT}/v1",
             run_token=token,
         )
         launch = agent.launch(mission, sandbox.home)
-        execution = sandbox.start(launch.argv, launch.env)
+        argv = launch.argv if job.network else with_gateway_relay(launch.argv)
+        execution = sandbox.start(argv, launch.env)
         heartbeat = Heartbeat(job.pk, execution.kill)
         heartbeat.start()
         final_answer = None

@@ -36,6 +36,7 @@ def process_env(django_db_setup, django_db_blocker, tmp_path_factory) -> dict[st
             "JETTY_PUBLIC_URL": f"http://127.0.0.1:{port}",
             "JETTY_TEST_PORT": str(port),
             "JETTY_SANDBOX_ROOT": str(Path(__file__).resolve().parents[1] / "var" / f"test-sandboxes-{port}"),
+            "JETTY_GATEWAY_SOCKET": str(Path(__file__).resolve().parents[1] / "var" / f"test-run-{port}" / "gw.sock"),
             "DATABASE_URL": url,
             "JETTY_GATEWAY_TIMEOUT_S": "3",
             "JETTY_AUTH_CACHE_S": "1",

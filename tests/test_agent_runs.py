@@ -291,3 +291,32 @@ def test_a_worker_killed_mid_run_loses_nothing(alice_client, worker_process, jet
     assert {a.path for a in run.artifacts.all()} >= {"started.txt", "finished.txt", "summary.md"}
     root = Path(process_env["JETTY_SANDBOX_ROOT"])
     assert not list(root.glob(f"{run_id}-*"))
+
+
+OFFLINE = """# Objective
+Work with the network off.
+
+```bash
+python3 -c "import socket; socket.create_connection(('1.1.1.1', 80), 2)" 2>/dev/null && echo egress || echo no-egress
+```
+
+```bash
+(exec 3<>/dev/tcp/127.0.0.1/5432) 2>/dev/null && echo db-reachable || echo no-db > /app/results/net.txt
+```
+"""
+
+
+def test_with_network_off_the_agent_reaches_only_the_gateway(alice_client, worker):
+    raw = alice_client.chat.completions.with_raw_response.create(
+        model="scripted/default",
+        messages=[{"role": "system", "content": OFFLINE}, {"role": "user", "content": "go"}],
+        extra_body={"jetty": {"runbook": True, "network": "off"}},
+        timeout=120,
+    )
+    summary = json.loads(raw.http_response.text)["jetty"]
+    assert summary["status"] == "succeeded", summary
+    run = Run.objects.get(public_id=summary["run_id"])
+    outputs = [e.payload["output"].strip() for e in run.events.filter(kind="command").order_by("seq")]
+    assert outputs[0] == "no-egress"
+    assert run.artifacts.get(path="net.txt").file.read() == b"no-db\n"
+    assert run.events.filter(kind="model.call").count() == 4  # every model call went through the relay

@@ -74,8 +74,6 @@ def parse(request: ChatRequest, caller: Caller) -> AgentRequest:
     network = jetty.get("network", "on")
     if network not in ("on", "off"):
         raise _bad("`jetty.network` must be `on` or `off`", "jetty.network")
-    if network == "off":
-        raise _bad("`jetty.network: off` is not available on this server yet", "jetty.network")
     if jetty.get("runbook_url"):
         raise _bad("`jetty.runbook_url` is not available on this server yet", "jetty.runbook_url")
     file_paths, file_ids = jetty.get("file_paths") or [], jetty.get("files") or []

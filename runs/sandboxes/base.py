@@ -15,6 +15,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+GATEWAY_SOCKET = "/run/jetty/gateway.sock"
+
 
 @dataclass(frozen=True)
 class Limits:
@@ -33,6 +35,7 @@ class SandboxSpec:
     limits: Limits = field(default_factory=Limits)
     env: dict[str, str] = field(default_factory=dict)  # only what the runbook declares, plus the run token
     extra_binds: tuple[tuple[str, str], ...] = ()  # (host path, sandbox path), read-only
+    gateway_socket: str | None = None  # network off: the gateway's unix socket, at GATEWAY_SOCKET inside
 
 
 @dataclass

@@ -15,7 +15,7 @@ import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
-from .base import Execution, Outcome, Sandbox, SandboxSpec, SandboxUnavailable
+from .base import GATEWAY_SOCKET, Execution, Outcome, Sandbox, SandboxSpec, SandboxUnavailable
 from .cgroups import Cgroup
 
 ETC_FILES = (
@@ -121,6 +121,8 @@ class BubblewrapSandbox(Sandbox):
         ]
         for host, inside in self.spec.extra_binds:
             args += ["--ro-bind", host, inside]
+        if self.spec.gateway_socket:
+            args += ["--bind", self.spec.gateway_socket, GATEWAY_SOCKET]
         args += ["--remount-ro", "/", "--chdir", "/app", "--clearenv"]
         base = {"PATH": SANDBOX_PATH, "HOME": "/home/agent", "USER": "agent", "LANG": "C.UTF-8", "TERM": "dumb"}
         for key, value in {**base, **self.spec.env, **env}.items():

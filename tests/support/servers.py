@@ -70,9 +70,11 @@ def start_fake_upstream(log: Path) -> Process:
 
 def start_daphne(env: dict[str, str], log: Path, port: int | None = None) -> Process:
     port = port or free_port()
-    proc = spawn(
-        [str(VENV_BIN / "daphne"), "-b", "127.0.0.1", "-p", str(port), "jetty_site.asgi:application"], env, log
-    )
+    args = [str(VENV_BIN / "daphne"), "-b", "127.0.0.1", "-p", str(port)]
+    if env.get("JETTY_GATEWAY_SOCKET"):
+        Path(env["JETTY_GATEWAY_SOCKET"]).parent.mkdir(parents=True, exist_ok=True)
+        args += ["-e", f"unix:{env['JETTY_GATEWAY_SOCKET']}:mode=666"]
+    proc = spawn([*args, "jetty_site.asgi:application"], env, log)
     url = f"http://127.0.0.1:{port}"
     wait_until(lambda: urllib.request.urlopen(f"{url}/healthz", timeout=1).status == 200, 60, "daphne", proc, log)
     return Process(proc, log, url)
