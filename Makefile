@@ -21,6 +21,7 @@ down:
 
 test: venv
 	scripts/setup-sandbox-host
+	scripts/build-images
 	scripts/test
 
 lint: venv

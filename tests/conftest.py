@@ -74,15 +74,34 @@ def jetty_server(process_env, logs):
 @pytest.fixture(scope="session")
 def worker_process(jetty_server, process_env, logs):
     """A Celery worker process executing runs, with the live server as its sandboxes' gateway."""
-    worker = servers.start_celery_worker(process_env, logs / "celery-worker-runs.log")
+    env = {**process_env, "JETTY_SANDBOX_BACKEND": "bubblewrap"}
+    worker = servers.start_celery_worker(env, logs / "celery-worker-bubblewrap.log")
+    worker.backend = "bubblewrap"
     yield worker
     worker.stop()
 
 
+def use_backend(worker: servers.Process, backend: str, process_env: dict, logs: Path) -> None:
+    """Replace the session's worker with one whose runs use this sandbox backend."""
+    if getattr(worker, "backend", None) == backend and worker.proc.poll() is None:
+        return
+    worker.stop()
+    fresh = servers.start_celery_worker(
+        {**process_env, "JETTY_SANDBOX_BACKEND": backend}, logs / f"celery-worker-{backend}-{time.time():.0f}.log"
+    )
+    worker.proc, worker.log, worker.backend = fresh.proc, fresh.log, backend
+
+
 @pytest.fixture
-def worker(worker_process, jetty):
-    if worker_process.proc.poll() is not None:
-        pytest.fail(f"the worker died: {worker_process.log.read_text()[-3000:]}")
+def worker(worker_process, jetty, process_env, logs):
+    use_backend(worker_process, "bubblewrap", process_env, logs)
+    return worker_process
+
+
+@pytest.fixture(params=["bubblewrap", "docker"])
+def each_backend_worker(request, worker_process, jetty, process_env, logs):
+    """The worker, once per sandbox backend."""
+    use_backend(worker_process, request.param, process_env, logs)
     return worker_process
 
 

@@ -51,7 +51,7 @@ def agent_call(client, **jetty):
     )
 
 
-def test_a_runbook_runs_end_to_end_in_a_sandbox(alice_client, worker):
+def test_a_runbook_runs_end_to_end_in_a_sandbox(alice_client, each_backend_worker):
     raw = agent_call(alice_client, agent="jetty-agent")
     completion = raw.parse()
     body = json.loads(raw.http_response.text)
@@ -267,16 +267,18 @@ def test_a_worker_killed_mid_run_loses_nothing(alice_client, worker_process, jet
     from tests.support import servers
 
     worker_process.stop(signal.SIGKILL)
-    doomed = servers.start_celery_worker(process_env, logs / "celery-worker-doomed.log")
+    worker_process.backend = ""
+    env = {**process_env, "JETTY_SANDBOX_BACKEND": "bubblewrap"}
+    doomed = servers.start_celery_worker(env, logs / "celery-worker-doomed.log")
     run_id = start_async(alice_client, seconds=6)
     run = Run.objects.get(public_id=run_id)
     wait_for(lambda: run.events.filter(kind="command").exists(), 30, "the first command")
     doomed.stop(signal.SIGKILL)
     before = list(run.events.order_by("seq").values_list("seq", "kind"))
 
-    replacement = servers.start_celery_worker(process_env, logs / "celery-worker-replacement.log")
-    worker_process.proc = replacement.proc  # later tests use the replacement
-    worker_process.log = replacement.log
+    replacement = servers.start_celery_worker(env, logs / "celery-worker-replacement.log")
+    worker_process.proc, worker_process.log = replacement.proc, replacement.log  # later tests use it
+    worker_process.backend = "bubblewrap"
     time.sleep(7)  # the dead worker's heartbeat goes stale (JETTY_RUN_STALLED_S=6 here)
     sweep_runs.delay()
     run = final_run(run_id, 60)
@@ -306,7 +308,7 @@ python3 -c "import socket; socket.create_connection(('1.1.1.1', 80), 2)" 2>/dev/
 """
 
 
-def test_with_network_off_the_agent_reaches_only_the_gateway(alice_client, worker):
+def test_with_network_off_the_agent_reaches_only_the_gateway(alice_client, each_backend_worker):
     raw = alice_client.chat.completions.with_raw_response.create(
         model="scripted/default",
         messages=[{"role": "system", "content": OFFLINE}, {"role": "user", "content": "go"}],

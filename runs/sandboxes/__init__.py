@@ -24,7 +24,17 @@ def sandbox_root() -> Path:
 
 def create_sandbox(spec: SandboxSpec, backend: str | None = None) -> Sandbox:
     name = backend or settings.JETTY_SANDBOX_BACKEND
-    if name in ("bubblewrap", "auto"):
+    if name == "auto":
+        from .docker import engine_answers
+
+        name = "docker" if engine_answers(settings.JETTY_DOCKER_HOST) else "bubblewrap"
+    if name == "docker":
+        from .docker import DockerSandbox
+
+        return DockerSandbox(
+            spec, sandbox_root(), settings.JETTY_SANDBOX_USER, settings.JETTY_DOCKER_HOST, settings.JETTY_IMAGE_VERSION
+        )
+    if name == "bubblewrap":
         from .bubblewrap import BubblewrapSandbox
 
         return BubblewrapSandbox(spec, sandbox_root(), settings.JETTY_SANDBOX_USER)
@@ -36,7 +46,9 @@ def destroy_leftovers(prefix: str) -> None:
     import shutil
 
     from .cgroups import Cgroup
+    from .docker import remove_leftovers
 
+    remove_leftovers(settings.JETTY_DOCKER_HOST, f"{prefix}-a")
     for folder in sandbox_root().glob(f"{prefix}-a*"):
         Cgroup.existing(folder.name).remove()
         shutil.rmtree(folder, ignore_errors=True)

@@ -130,6 +130,10 @@ class Sandbox(ABC):
     def start(self, argv: list[str], env: dict[str, str] | None = None) -> Execution:
         """Start the main process (``/app`` is its working directory)."""
 
+    @abstractmethod
+    def alive(self) -> bool:
+        """Whether any process of the sandbox still runs."""
+
     def destroy(self) -> None:
         shutil.rmtree(self.root, ignore_errors=True)
 

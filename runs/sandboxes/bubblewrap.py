@@ -147,6 +147,9 @@ class BubblewrapSandbox(Sandbox):
             command = ["/bin/sh", "-c", f'{joins} && exec "$@"', "sandbox", *command]
         return BubblewrapExecution(self, command)
 
+    def alive(self) -> bool:
+        return bool(self.cgroup.pids())
+
     def destroy(self) -> None:
         self.cgroup.remove()
         super().destroy()

@@ -42,6 +42,7 @@ class Process:
     proc: subprocess.Popen
     log: Path
     url: str = ""
+    backend: str = ""
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
         if self.proc.poll() is None:
