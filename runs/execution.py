@@ -26,7 +26,7 @@ from trajectories.actions import EventRecord, append_events, move_run
 from trajectories.models import FINAL_STATUSES, Artifact, ErrorKind, Run, RunStatus
 
 from .actions import end_run
-from .agents import Mission, agent_for
+from .agents import Mission, WorkspaceWatch, agent_for
 from .models import Job, RunToken, Upload
 from .sandboxes import Limits, Outcome, SandboxSpec, create_sandbox, destroy_leftovers
 from .sandboxes.base import GATEWAY_SOCKET
@@ -141,9 +141,12 @@ def execute(run_id: int) -> None:
         heartbeat = Heartbeat(job.pk, execution.kill)
         heartbeat.start()
         final_answer = None
+        watch = WorkspaceWatch(sandbox.workspace)
         for line in execution.lines():
             events, final = agent.events(line, time.time())
             final_answer = final if final is not None else final_answer
+            if any(e.kind == "tool.result" for e in events):
+                events += watch.changes(time.time())
             if events:
                 append_events(run.pk, events)
         outcome = execution.wait()

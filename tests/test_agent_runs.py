@@ -81,6 +81,9 @@ def test_a_runbook_runs_end_to_end_in_a_sandbox(alice_client, each_backend_worke
         if event.kind == "tool.call":
             assert events[i - 1].kind in ("model.call", "agent.message")
     assert run.prompt_tokens > 0 and run.events.filter(kind="model.call").first().payload["request"]["tools"]
+    changed = [(e.payload["path"], e.payload["action"]) for e in events if e.kind == "file.change"]
+    assert changed[:2] == [("/app/results/greeting.txt", "created"), ("/app/results/count.txt", "created")]
+    assert ("/app/results/summary.md", "created") in changed
 
 
 def test_streaming_sends_events_as_they_happen_then_the_summary(alice_client, worker):

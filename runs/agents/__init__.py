@@ -122,3 +122,48 @@ def agent_for(name: str | None, model: str) -> Agent | None:
         if marker in lowered and agent in AGENTS:
             return AGENTS[agent]
     return AGENTS[JettyAgent.name]
+
+
+class WorkspaceWatch:
+    """Notices files the agent created, changed or deleted under /app (outside assets), between tool calls."""
+
+    LIMIT = 5000
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.seen = self.scan()
+
+    def scan(self) -> dict[str, tuple[int, int]]:
+        found: dict[str, tuple[int, int]] = {}
+        for path in self.root.rglob("*"):
+            relative = path.relative_to(self.root)
+            if relative.parts[0] == "assets" or not path.is_file() or path.is_symlink():
+                continue
+            stat = path.stat()
+            found[relative.as_posix()] = (stat.st_size, stat.st_mtime_ns)
+            if len(found) >= self.LIMIT:
+                break
+        return found
+
+    def changes(self, ts: float) -> list[EventRecord]:
+        now = self.scan()
+        events = []
+        for name in sorted(set(now) | set(self.seen)):
+            before, after = self.seen.get(name), now.get(name)
+            if before == after:
+                continue
+            action = "created" if before is None else "deleted" if after is None else "modified"
+            events.append(
+                EventRecord(
+                    kind="file.change",
+                    ts=ts,
+                    payload={
+                        "path": f"/app/{name}",
+                        "action": action,
+                        "size": after[0] if after else 0,
+                        "source": "workspace",
+                    },
+                )
+            )
+        self.seen = now
+        return events
