@@ -11,6 +11,7 @@ import functools
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import docker
 from docker.errors import DockerException, ImageNotFound, NotFound
@@ -52,7 +53,7 @@ class DockerSandbox(Sandbox):
         if ids:
             for path in (self.root, self.workspace, self.results, self.home):
                 os.chown(path, self.uid, self.gid)
-        self.container = None
+        self.container: Any = None
 
     def start(self, argv: list[str], env: dict[str, str] | None = None) -> Execution:
         limits = self.spec.limits
@@ -73,7 +74,7 @@ class DockerSandbox(Sandbox):
             **self.spec.env,
             **(env or {}),
         }
-        self.container = self.docker.containers.create(
+        container = self.docker.containers.create(
             self.image,
             command=argv,
             name=f"jetty-{self.spec.name}",
@@ -95,8 +96,9 @@ class DockerSandbox(Sandbox):
             stdin_open=False,
             tty=False,
         )
-        self.container.start()
-        return DockerExecution(self, self.container)
+        container.start()
+        self.container = container
+        return DockerExecution(self, container)
 
     def alive(self) -> bool:
         if self.container is None:
