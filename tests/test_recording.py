@@ -106,7 +106,7 @@ def test_calls_survive_a_killed_server(alice, process_env, logs, tmp_path):
     """SIGKILL daphne before it flushes: the spool keeps every call and recovery stores each exactly once."""
     spool = tmp_path / "spool"
     spool.mkdir()
-    env = {**process_env, "JETTY_RECORD_FLUSH_S": "3600", "JETTY_SPOOL_DIR": str(spool)}
+    env = {**process_env, "JETTY_RECORD_FLUSH_S": "3600", "JETTY_SPOOL_DIR": str(spool), "JETTY_GATEWAY_SOCKET": ""}
     server = servers.start_daphne(env, logs / "daphne-killed.log")
     gateway = client(server, alice.token)
     ids = [
