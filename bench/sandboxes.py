@@ -28,6 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "jetty_site.settings")
 WORK = Path(tempfile.mkdtemp(prefix="jetty-bench-sbx-", dir=ROOT / "var"))
+WORK.chmod(0o755)  # the sandbox user must traverse it
 os.environ.setdefault("JETTY_VAR_DIR", str(WORK))
 os.environ.pop("DATABASE_URL", None) if os.environ.get("BENCH_SQLITE") else None
 

@@ -22,7 +22,7 @@ from .exchange import ClientGone, Exchange
 from .routing import Caller
 
 SNAPSHOTS = ("general", "python", "browser")
-POLL_S = 0.2
+POLL_S = 0.1
 KEEPALIVE_S = 10.0
 URL = re.compile(r"^https?://[^\s/$.?#][^\s]*$", re.I)
 PLACEHOLDER = re.compile(r"{{\s*([A-Za-z_][\w.]*)\s*}}")
