@@ -209,21 +209,8 @@ class ScriptedLLM(CustomLLM):
     def _turn(self, model: str, messages: list, optional_params: dict) -> Turn:
         return Turn(model, messages, optional_params)
 
-    def completion(
-        self,
-        model,
-        messages,
-        api_base,
-        custom_prompt_dict,
-        model_response,
-        print_verbose,
-        encoding,
-        api_key,
-        logging_obj,
-        optional_params,
-        *args,
-        **kwargs,
-    ) -> ModelResponse:
+    # litellm calls these with keyword arguments; only the model, messages and parameters matter here.
+    def completion(self, model, messages, *args, optional_params, **kwargs) -> ModelResponse:  # type: ignore[override]
         turn = self._turn(model, messages, optional_params)
         n = int(optional_params.get("n") or 1)
         return ModelResponse(
@@ -236,37 +223,11 @@ class ScriptedLLM(CustomLLM):
     async def acompletion(self, *args, **kwargs) -> ModelResponse:
         return self.completion(*args, **kwargs)
 
-    def streaming(
-        self,
-        model,
-        messages,
-        api_base,
-        custom_prompt_dict,
-        model_response,
-        print_verbose,
-        encoding,
-        api_key,
-        logging_obj,
-        optional_params,
-        *args,
-        **kwargs,
-    ) -> Iterator[GenericStreamingChunk]:
+    def streaming(self, model, messages, *args, optional_params, **kwargs) -> Iterator[GenericStreamingChunk]:  # type: ignore[override]
         yield from self._turn(model, messages, optional_params).chunks()
 
     async def astreaming(  # type: ignore[override]
-        self,
-        model,
-        messages,
-        api_base,
-        custom_prompt_dict,
-        model_response,
-        print_verbose,
-        encoding,
-        api_key,
-        logging_obj,
-        optional_params,
-        *args,
-        **kwargs,
+        self, model, messages, *args, optional_params, **kwargs
     ) -> AsyncIterator[GenericStreamingChunk]:
         for chunk in self._turn(model, messages, optional_params).chunks():
             yield chunk
