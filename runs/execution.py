@@ -142,13 +142,15 @@ def execute(run_id: int) -> None:
         heartbeat.start()
         final_answer = None
         watch = WorkspaceWatch(sandbox.workspace)
-        for line in execution.lines():
+        Job.objects.filter(pk=job.pk).update(lines_recorded=0)
+        for count, line in enumerate(execution.lines(), start=1):
             events, final = agent.events(line, time.time())
             final_answer = final if final is not None else final_answer
             if any(e.kind == "tool.result" for e in events):
                 events += watch.changes(time.time())
             if events:
                 append_events(run.pk, events)
+            Job.objects.filter(pk=job.pk).update(lines_recorded=count)
         outcome = execution.wait()
         heartbeat.stopped.set()
         collect(run, job, sandbox.results, final_answer)

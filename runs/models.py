@@ -37,6 +37,9 @@ class Job(models.Model):
     worker = models.CharField(max_length=200, blank=True)
     cancel_requested = models.BooleanField(default=False)
     final_answer = models.TextField(blank=True)
+    lines_recorded = models.PositiveIntegerField(
+        default=0, help_text="Agent output lines turned into events so far in this attempt (orders model calls)"
+    )
     validation = models.JSONField(null=True, blank=True)
     created = models.DateTimeField(auto_now_add=True)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -10,6 +11,8 @@ from typing import Any
 from django.db import transaction
 
 from .models import Event, Run
+
+logger = logging.getLogger(__name__)
 
 
 def _ts(value: float) -> datetime:
@@ -144,6 +147,7 @@ def append_events(run_id: int, events: list[EventRecord]) -> int:
         Event.objects.bulk_create([_event_row(run, first + i, e) for i, e in enumerate(events)], batch_size=500)
         run.last_seq = first + len(events) - 1
         Run.objects.filter(pk=run_id).update(last_seq=run.last_seq)
+        notify_run(run_id)
     return run.last_seq
 
 
@@ -162,4 +166,27 @@ def move_run(run_id: int, status: str, *, error_kind: str = "", error: str = "",
         Event.objects.create(run=run, seq=seq, kind="run.state", ts=_ts(time.time()), payload=state)
         Run.objects.filter(pk=run_id).update(last_seq=seq)
         run.last_seq = seq
+        notify_run(run_id)
     return run
+
+
+def run_group(run_id: int) -> str:
+    """The channel-layer group told when a run has new events (live views, waiting API calls)."""
+    return f"run-{run_id}"
+
+
+def notify_run(run_id: int) -> None:
+    """Tell listeners, once committed, that the run moved. Listeners also poll: a lost notice only delays them."""
+
+    def send() -> None:
+        from asgiref.sync import async_to_sync
+        from channels.layers import get_channel_layer
+
+        layer = get_channel_layer()
+        if layer is not None:
+            try:
+                async_to_sync(layer.group_send)(run_group(run_id), {"type": "run.changed", "run": run_id})
+            except Exception:  # the channel layer is an optimisation: never fail a write because of it
+                logger.warning("could not notify listeners of run %s", run_id, exc_info=True)
+
+    transaction.on_commit(send)

@@ -65,9 +65,13 @@ TOOLS = [
 ]
 
 
+LINES = [0]  # how many lines this agent has printed: the gateway records a model call only after them
+
+
 def emit(kind: str, **fields) -> None:
     sys.stdout.write(json.dumps({"type": kind, **fields}) + "\n")
     sys.stdout.flush()
+    LINES[0] += 1
 
 
 def clip(text: str) -> str:
@@ -79,7 +83,11 @@ def complete(messages: list) -> dict:
     request = urllib.request.Request(
         os.environ["JETTY_GATEWAY_URL"].rstrip("/") + "/chat/completions",
         data=body,
-        headers={"Authorization": f"Bearer {os.environ['JETTY_RUN_TOKEN']}", "Content-Type": "application/json"},
+        headers={
+            "Authorization": f"Bearer {os.environ['JETTY_RUN_TOKEN']}",
+            "Content-Type": "application/json",
+            "X-Jetty-Agent-Lines": str(LINES[0]),
+        },
     )
     for attempt in range(4):
         try:

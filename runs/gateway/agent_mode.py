@@ -10,8 +10,10 @@ import time
 from typing import Any
 
 from asgiref.sync import sync_to_async
+from channels.layers import get_channel_layer
 
 from orgs.api_errors import ApiError
+from trajectories.actions import run_group
 from trajectories.models import FINAL_STATUSES, Event, Run
 
 from ..actions import AgentRequest, start_agent_run
@@ -188,9 +190,52 @@ async def handle(exchange: Exchange, request: ChatRequest, caller: Caller) -> No
         )
         return
     deadline = time.monotonic() + agent_request.timeout_s + 120
+    async with RunListener(run.pk) as changed:
+        await _answer(exchange, request, run, headers, deadline, changed)
+
+
+class RunListener:
+    """Wakes a waiting request when its run changes (through the channel layer), or after POLL_S anyway."""
+
+    def __init__(self, run_id: int):
+        self.group = run_group(run_id)
+        self.layer = get_channel_layer()
+        self.channel: str | None = None
+
+    async def __aenter__(self):
+        if self.layer is not None:
+            try:
+                self.channel = await self.layer.new_channel()
+                await self.layer.group_add(self.group, self.channel)
+            except Exception:  # no shared layer (Redis down): polling alone still answers
+                self.channel = None
+        return self.wait
+
+    async def wait(self) -> None:
+        if self.channel is None or self.layer is None:
+            await asyncio.sleep(POLL_S)
+            return
+        try:
+            await asyncio.wait_for(self.layer.receive(self.channel), POLL_S)
+        except TimeoutError:
+            pass
+        except Exception:
+            await asyncio.sleep(POLL_S)
+
+    async def __aexit__(self, *exc) -> None:
+        if self.channel is not None and self.layer is not None:
+            try:
+                await self.layer.group_discard(self.group, self.channel)
+            except Exception:
+                pass
+
+
+async def _answer(
+    exchange: Exchange, request: ChatRequest, run: Run, headers: dict[str, str], deadline: float, changed
+) -> None:
     if not request.stream:
         while await _status(run.pk) not in FINAL_STATUSES and time.monotonic() < deadline:
-            await asyncio.sleep(POLL_S)
+            await changed()
         run = await _load_async(run.pk)
         await exchange.respond_json(200, completion(run), headers)
         return
@@ -211,7 +256,7 @@ async def handle(exchange: Exchange, request: ChatRequest, caller: Caller) -> No
                 if time.monotonic() - quiet > KEEPALIVE_S:
                     await exchange.stream(b": keep-alive\n\n")
                     quiet = time.monotonic()
-                await asyncio.sleep(POLL_S)
+                await changed()
         run = await _load_async(run.pk)
         await exchange.stream(chunk(run, {}, {"event": "summary", **run_summary(run)}, finish="stop"))
         await exchange.stream(b"data: [DONE]\n\n")

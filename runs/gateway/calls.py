@@ -208,6 +208,7 @@ class Call:
     public_id: str = field(default_factory=lambda: public_code("run"))
     started: float = field(default_factory=time.time)
     first_byte: float | None = None
+    agent_lines: int | None = None  # lines the sandbox's agent had printed before this call
 
     def model_call_event(self, response: dict[str, Any] | None, *, status_code: int, error: str = "") -> dict:
         """The ``model.call`` event: the whole exchange as the gateway saw it."""

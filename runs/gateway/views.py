@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+import time
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
@@ -11,6 +13,7 @@ from django.conf import settings
 from orgs.api_errors import ApiError, parse_json_body
 from orgs.auth import bearer_value, principal_for
 
+from ..models import Job
 from . import agent_mode, routing
 from .calls import Call, ChatRequest
 from .exchange import ClientGone, Exchange
@@ -58,6 +61,8 @@ async def chat_completions(exchange: Exchange) -> None:
         await agent_mode.handle(exchange, request, caller)
         return
     call = Call(request=request, caller=caller, route=route)
+    lines = exchange.headers.get("x-jetty-agent-lines", "")
+    call.agent_lines = int(lines) if lines.isdigit() else None
     run_id = caller.principal.run_id
     run_headers = {"x-jetty-run-id": call.public_id} if run_id is None else {}
     # A sandbox's call is stored in its run before the agent sees the answer, so the trajectory stays in order.
@@ -112,7 +117,22 @@ async def _store(
             call.record(response, status_code=status_code, error=error, error_kind=error_kind, cancelled=cancelled)
         )
     else:
+        await _after_agent_lines(run_id, call.agent_lines)
         await _record_run_model_call(run_id, call.model_call_event(response, status_code=status_code, error=error))
+
+
+_lines_recorded = sync_to_async(
+    lambda run_id: Job.objects.filter(run_id=run_id).values_list("lines_recorded", flat=True).first() or 0,
+    thread_sensitive=False,
+)
+
+
+async def _after_agent_lines(run_id: int, lines: int | None, limit_s: float = 3.0) -> None:
+    """Keep the trajectory in order: an agent that says how many lines it printed before this call gets its
+    model call recorded only once the worker has recorded those lines (they happened first)."""
+    deadline = time.monotonic() + limit_s
+    while lines and await _lines_recorded(run_id) < lines and time.monotonic() < deadline:
+        await asyncio.sleep(0.005)
 
 
 _principal = sync_to_async(principal_for, thread_sensitive=True)
