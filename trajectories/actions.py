@@ -147,7 +147,6 @@ def append_events(run_id: int, events: list[EventRecord]) -> int:
         Event.objects.bulk_create([_event_row(run, first + i, e) for i, e in enumerate(events)], batch_size=500)
         run.last_seq = first + len(events) - 1
         Run.objects.filter(pk=run_id).update(last_seq=run.last_seq)
-        notify_run(run_id)
     return run.last_seq
 
 
@@ -171,7 +170,7 @@ def move_run(run_id: int, status: str, *, error_kind: str = "", error: str = "",
 
 
 def run_group(run_id: int) -> str:
-    """The channel-layer group told when a run has new events (live views, waiting API calls)."""
+    """The channel-layer group told when a run changes state (live views, waiting API calls)."""
     return f"run-{run_id}"
 
 
