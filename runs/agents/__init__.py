@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -45,15 +46,16 @@ class Mission:
     max_turns: int = 40
 
 
-class Agent:
+class Agent(ABC):
     name: ClassVar[str]
 
+    @abstractmethod
     def launch(self, mission: Mission, home: Path) -> Launch:
-        raise NotImplementedError
+        """Write the agent's configuration into its home and say how to start it."""
 
+    @abstractmethod
     def events(self, line: str, ts: float) -> tuple[list[EventRecord], str | None]:
         """Trajectory events for one line the agent printed, and its final answer if the line carries it."""
-        raise NotImplementedError
 
 
 class JettyAgent(Agent):
