@@ -55,7 +55,23 @@ def sweep_runs() -> int:
         execute_run.delay(run_id)
     if ids:
         logger.warning("sweeper re-queued %d run(s)", len(ids))
+    remove_orphaned_sandboxes()
     return len(ids)
+
+
+def remove_orphaned_sandboxes() -> int:
+    """Destroy sandboxes (folders, cgroups, containers) whose run is over: a worker died before cleaning up."""
+    from trajectories.models import FINAL_STATUSES, Run
+
+    from .sandboxes import destroy_leftovers, sandbox_root
+
+    names = {p.name.rsplit("-a", 1)[0] for p in sandbox_root().iterdir() if p.is_dir() and "-a" in p.name}
+    finished = Run.objects.filter(public_id__in=names, status__in=sorted(FINAL_STATUSES)).values_list(
+        "public_id", flat=True
+    )
+    for public_id in finished:
+        destroy_leftovers(public_id)
+    return len(finished)
 
 
 @shared_task(bind=True, acks_late=True)

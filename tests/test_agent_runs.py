@@ -325,3 +325,21 @@ def test_with_network_off_the_agent_reaches_only_the_gateway(alice_client, each_
     assert outputs[0] == "no-egress"
     assert run.artifacts.get(path="net.txt").file.read() == b"no-db\n"
     assert run.events.filter(kind="model.call").count() == 4  # every model call went through the relay
+
+
+def test_the_sweeper_destroys_sandboxes_left_by_dead_workers(alice, settings, process_env):
+    from runs.sandboxes import SandboxSpec, create_sandbox
+    from runs.tasks import remove_orphaned_sandboxes
+    from trajectories.models import Run as RunModel
+
+    settings.JETTY_SANDBOX_ROOT = Path(process_env["JETTY_SANDBOX_ROOT"])
+    done = RunModel.objects.create(org=alice.org, task="t", kind="agent", status="failed")
+    running = RunModel.objects.create(org=alice.org, task="t", kind="agent", status="running")
+    left = create_sandbox(SandboxSpec(name=f"{done.public_id}-a1"), backend="bubblewrap")
+    live = create_sandbox(SandboxSpec(name=f"{running.public_id}-a1"), backend="bubblewrap")
+    try:
+        assert remove_orphaned_sandboxes() == 1
+        assert not left.root.exists() and all(not d.exists() for d in left.cgroup.dirs)
+        assert live.root.exists()
+    finally:
+        live.destroy()
