@@ -343,3 +343,32 @@ def test_the_sweeper_destroys_sandboxes_left_by_dead_workers(alice, settings, pr
         assert live.root.exists()
     finally:
         live.destroy()
+
+
+def test_no_provider_key_or_database_credential_enters_the_sandbox(alice, alice_client, upstream, worker):
+    from orgs.models import ProviderKey
+
+    dump = "```bash\nenv > /app/results/env.txt; ls -a /home/agent /home/agent/.jetty > /app/results/home.txt\n```\n"
+    run = final_run(start_async(alice_client, runbook=dump, template_variables={}))
+    assert run.status == "succeeded", run.error
+    env = run.artifacts.get(path="env.txt").file.read().decode()
+    names = {line.split("=", 1)[0] for line in env.splitlines() if "=" in line}
+    assert names <= {
+        "PATH",
+        "HOME",
+        "USER",
+        "LANG",
+        "TERM",
+        "PWD",
+        "SHLVL",
+        "_",
+        "OLDPWD",
+        "JETTY_GATEWAY_URL",
+        "JETTY_RUN_TOKEN",
+        "JETTY_MODEL",
+        "JETTY_MISSION",
+        "JETTY_MAX_TURNS",
+    }, names
+    for secret in [k.get_key() for k in ProviderKey.objects.filter(org=alice.org)] + [alice.token]:
+        assert secret not in env
+    assert "DATABASE_URL" not in env and "postgres" not in env and "SECRET_KEY" not in env
