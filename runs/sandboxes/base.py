@@ -96,6 +96,17 @@ class Execution(ABC):
                 self.kill()
                 return
 
+    def outcome(self, exit_code: int | None, oom_killed: bool, stderr_tail: str) -> Outcome:
+        """How the process ended, with what the watchdog and kill() saw."""
+        return Outcome(
+            exit_code=exit_code,
+            timed_out=self.timed_out,
+            oom_killed=oom_killed,
+            disk_exceeded=self.disk_exceeded,
+            killed=self.killed,
+            stderr_tail=stderr_tail[-4000:],
+        )
+
     @abstractmethod
     def lines(self) -> Iterator[str]:
         """stdout, line by line, until the process ends."""

@@ -188,14 +188,7 @@ class BubblewrapExecution(Execution):
         tail = (
             self.stderr_path.read_bytes()[-4000:].decode("utf-8", errors="replace") if self.stderr_path.exists() else ""
         )
-        return Outcome(
-            exit_code=code,
-            timed_out=self.timed_out,
-            oom_killed=oom,
-            disk_exceeded=self.disk_exceeded,
-            killed=self.killed,
-            stderr_tail=tail,
-        )
+        return self.outcome(code, oom, tail)
 
     def kill(self) -> None:
         self.killed = True

@@ -142,14 +142,7 @@ class DockerExecution(Execution):
         self.container.reload()
         oom = bool(self.container.attrs["State"].get("OOMKilled"))
         tail = self.container.logs(stdout=False, stderr=True, tail=50).decode("utf-8", errors="replace")
-        return Outcome(
-            exit_code=code,
-            timed_out=self.timed_out,
-            oom_killed=oom,
-            disk_exceeded=self.disk_exceeded,
-            killed=self.killed,
-            stderr_tail=tail[-4000:],
-        )
+        return self.outcome(code, oom, tail)
 
     def kill(self) -> None:
         self.killed = True
