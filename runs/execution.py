@@ -154,12 +154,13 @@ def execute(run_id: int) -> None:
         outcome = execution.wait()
         heartbeat.stopped.set()
         collect(run, job, sandbox.results, final_answer)
-        finish(run, job, outcome)
     finally:
         if heartbeat is not None:
             heartbeat.stopped.set()
         RunToken.revoke_all(run.pk)
         sandbox.destroy()
+    # Only once the sandbox is gone does the run end: whoever sees a final state sees nothing left behind.
+    finish(run, job, outcome)
 
 
 def place_uploads(job: Job, assets: Path) -> None:
