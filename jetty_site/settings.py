@@ -7,6 +7,7 @@ Bad values fail loudly at start-up.
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -267,6 +268,10 @@ JETTY_SANDBOX_ROOT = Path(env_str("JETTY_SANDBOX_ROOT", str(VAR_DIR / "sandboxes
 JETTY_SANDBOX_USER = env_str("JETTY_SANDBOX_USER", "jetty-sandbox")
 # Where sandboxes reach the model gateway (with network on; network off goes through a unix socket relay).
 JETTY_SANDBOX_GATEWAY_URL = env_str("JETTY_SANDBOX_GATEWAY_URL", f"{PUBLIC_URL}/v1")
+# The pinned agent CLIs (scripts/install-agents), mounted read-only into every sandbox.
+JETTY_AGENTS_DIR = env_str("JETTY_AGENTS_DIR", "/opt/jetty/agents")
+# Other CLIs run through the generic adapter: a JSON object of name -> config (runs/agents/clis.py GenericCli).
+JETTY_GENERIC_AGENTS: dict = json.loads(os.environ.get("JETTY_GENERIC_AGENTS") or "{}")
 # A running agent run whose worker has not sent a heartbeat for this long is handed to another worker.
 JETTY_RUN_STALLED_S = env_float("JETTY_RUN_STALLED_S", 60.0)
 # Webhooks: attempts and backoff (seconds before the second attempt, doubling after).

@@ -20,6 +20,7 @@ class Principal:
     collection: Collection | None = None
     prefix: str = ""
     run_id: int | None = None  # set for a sandbox's per-run token: its model calls belong to that run
+    run_model: str = ""  # and they all go to the run's model, whatever model name the agent asks for
 
     is_authenticated = True
     is_anonymous = False

@@ -26,7 +26,7 @@ from trajectories.actions import EventRecord, append_events, move_run
 from trajectories.models import FINAL_STATUSES, Artifact, ErrorKind, Run, RunStatus
 
 from .actions import end_run
-from .agents import Mission, WorkspaceWatch, agent_for
+from .agents import Agent, Mission, WorkspaceWatch, agent_for, sanitise
 from .models import Job, RunToken, Upload
 from .sandboxes import Limits, Outcome, SandboxSpec, create_sandbox, destroy_leftovers
 from .sandboxes.base import GATEWAY_SOCKET
@@ -115,6 +115,7 @@ def execute(run_id: int) -> None:
         network=job.network,
         limits=Limits(wall_s=float(job.timeout_s)),
         gateway_socket=socket_path,
+        extra_binds=agent.binds(),
     )
     try:
         sandbox = create_sandbox(spec)
@@ -134,18 +135,20 @@ def execute(run_id: int) -> None:
             model=run.model,
             gateway_url=settings.JETTY_SANDBOX_GATEWAY_URL if job.network else f"http://127.0.0.1:{RELAY_PORT}/v1",
             run_token=token,
+            network=job.network,
         )
         launch = agent.launch(mission, sandbox.home)
+        sandbox.hand_over(sandbox.home)
+        if agent.version:
+            Run.objects.filter(pk=run.pk).update(metadata={**run.metadata, "agent_version": agent.version})
         argv = launch.argv if job.network else with_gateway_relay(launch.argv)
         execution = sandbox.start(argv, launch.env)
         heartbeat = Heartbeat(job.pk, execution.kill)
         heartbeat.start()
-        final_answer = None
         watch = WorkspaceWatch(sandbox.workspace)
         Job.objects.filter(pk=job.pk).update(lines_recorded=0)
         for count, line in enumerate(execution.lines(), start=1):
-            events, final = agent.events(line, time.time())
-            final_answer = final if final is not None else final_answer
+            events, _final = agent.events(line, time.time())
             if any(e.kind == "tool.result" for e in events):
                 events += watch.changes(time.time())
             if events:
@@ -153,14 +156,31 @@ def execute(run_id: int) -> None:
             Job.objects.filter(pk=job.pk).update(lines_recorded=count)
         outcome = execution.wait()
         heartbeat.stopped.set()
-        collect(run, job, sandbox.results, final_answer)
+        collect(run, job, sandbox.results, agent.final)
     finally:
         if heartbeat is not None:
             heartbeat.stopped.set()
         RunToken.revoke_all(run.pk)
         sandbox.destroy()
     # Only once the sandbox is gone does the run end: whoever sees a final state sees nothing left behind.
-    finish(run, job, outcome)
+    check_reported_usage(run, agent)
+    finish(run, job, outcome, agent)
+
+
+def check_reported_usage(run: Run, agent: Agent) -> None:
+    """Cross-check the tokens the agent's result line reported against the gateway's own count of its calls."""
+    if not agent.reported:
+        return
+    run.refresh_from_db(fields=["prompt_tokens", "completion_tokens", "metadata"])
+    gateway = {"input_tokens": run.prompt_tokens, "output_tokens": run.completion_tokens}
+    reported = {k: agent.reported.get(k) for k in gateway}
+    agrees = reported == gateway
+    run.metadata = {**run.metadata, "agent_reported": agent.reported, "usage_agrees": agrees}
+    run.save(update_fields=["metadata"])
+    if not agrees:
+        message = f"{agent.name} reported usage {reported}; the gateway counted {gateway}"
+        warning = {"level": "warning", "message": message}
+        append_events(run.pk, [EventRecord(kind="log", ts=time.time(), payload=warning)])
 
 
 def place_uploads(job: Job, assets: Path) -> None:
@@ -213,8 +233,14 @@ def collect(run: Run, job: Job, results: Path, final_answer: str | None) -> None
     job.save(update_fields=["validation", "final_answer"])
 
 
-def finish(run: Run, job: Job, outcome: Outcome) -> None:
+def finish(run: Run, job: Job, outcome: Outcome, agent: Agent) -> None:
     job.refresh_from_db(fields=["cancel_requested"])
+    problem = agent.problem()
+    failed = outcome.timed_out or outcome.user_error or outcome.exit_code != 0 or problem
+    if failed and outcome.stderr_tail.strip() and not job.cancel_requested:
+        # The agent's own log goes into the trajectory, so a crash can be read after the sandbox is gone.
+        log = {"stream": "stderr", "tail": sanitise(outcome.stderr_tail)}
+        append_events(run.pk, [EventRecord(kind="log", ts=time.time(), payload=log)])
     if job.cancel_requested:
         end_run(run.pk, RunStatus.CANCELLED, error_kind=ErrorKind.USER, error="cancelled on request")
     elif outcome.timed_out:
@@ -234,5 +260,7 @@ def finish(run: Run, job: Job, outcome: Outcome) -> None:
             error_kind=ErrorKind.USER,
             error=f"the agent exited with code {outcome.exit_code}: " + " | ".join(tail),
         )
+    elif problem:
+        end_run(run.pk, RunStatus.FAILED, error_kind=ErrorKind.USER, error=problem)
     else:
         end_run(run.pk, RunStatus.SUCCEEDED)

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import os
 import time
 from dataclasses import dataclass
@@ -12,6 +13,7 @@ from django.db import connection
 
 from orgs.models import ApiToken, Membership, Org, ProviderKey, Role
 from tests.support import servers
+from tests.support.generic_clis import GENERIC_CLIS
 from trajectories.models import Run
 
 
@@ -47,6 +49,7 @@ def process_env(django_db_setup, django_db_blocker, tmp_path_factory) -> dict[st
             "JETTY_RUN_STALLED_S": "6",
             "JETTY_WEBHOOK_BACKOFF_S": "0.5",
             "JETTY_WEBHOOK_MAX_ATTEMPTS": "3",
+            "JETTY_GENERIC_AGENTS": json.dumps(GENERIC_CLIS),
         }
     )
     return env

@@ -5,12 +5,14 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import shutil
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 from trajectories.actions import EventRecord
 
@@ -33,7 +35,6 @@ def sanitise(value: Any) -> Any:
 class Launch:
     argv: list[str]
     env: dict[str, str] = field(default_factory=dict)
-    binds: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass
@@ -44,10 +45,29 @@ class Mission:
     gateway_url: str
     run_token: str
     max_turns: int = 40
+    network: bool = True
 
 
 class Agent(ABC):
-    name: ClassVar[str]
+    """One agent run's adapter: a fresh instance per run, so it may keep state across the lines it reads."""
+
+    name: str
+
+    def __init__(self) -> None:
+        self.final: str | None = None  # the final answer, once a line carried it
+        self.reported: dict[str, Any] = {}  # what the agent's own result line reported (usage, cost)
+
+    @property
+    def version(self) -> str:
+        return ""
+
+    def problem(self) -> str | None:
+        """Why the run failed though the agent exited 0, from what it printed (None if it did not)."""
+        return None
+
+    def binds(self) -> tuple[tuple[str, str], ...]:
+        """Host folders the agent needs inside the sandbox, read-only: (host path, sandbox path)."""
+        return ()
 
     @abstractmethod
     def launch(self, mission: Mission, home: Path) -> Launch:
@@ -98,11 +118,26 @@ class JettyAgent(Agent):
             return [EventRecord(kind="log", ts=ts, payload={"stream": "stdout", "line": sanitise(line)})], None
         kind = data.pop("type")
         if kind == "final":
-            return [], sanitise(str(data.get("content") or ""))
+            self.final = sanitise(str(data.get("content") or ""))
+            return [], self.final
         return [EventRecord(kind=self.KINDS.get(kind, "log"), ts=ts, payload=sanitise(data))], None
 
 
-AGENTS: dict[str, Agent] = {JettyAgent.name: JettyAgent()}
+def _registry() -> dict[str, Callable[[], Agent]]:
+    from django.conf import settings
+
+    from .clis import ClaudeCode, Codex, GeminiCli, GenericCli
+
+    agents: dict[str, Callable[[], Agent]] = {cls.name: cls for cls in (JettyAgent, ClaudeCode, Codex, GeminiCli)}
+    for name, config in settings.JETTY_GENERIC_AGENTS.items():
+        agents.setdefault(name, functools.partial(GenericCli, name, config))
+    return agents
+
+
+def agent_names() -> list[str]:
+    return sorted(_registry())
+
+
 FAMILY_AGENTS = (
     ("claude", "claude-code"),
     ("anthropic", "claude-code"),
@@ -116,14 +151,16 @@ FAMILY_AGENTS = (
 
 
 def agent_for(name: str | None, model: str) -> Agent | None:
-    """The named agent, or the one that fits the model's family, falling back to jetty-agent."""
+    """A fresh adapter for the named agent, or for the one that fits the model's family (jetty-agent otherwise)."""
+    agents = _registry()
     if name:
-        return AGENTS.get(name)
+        factory = agents.get(name)
+        return None if factory is None else factory()
     lowered = model.lower()
     for marker, agent in FAMILY_AGENTS:
-        if marker in lowered and agent in AGENTS:
-            return AGENTS[agent]
-    return AGENTS[JettyAgent.name]
+        if marker in lowered and agent in agents:
+            return agents[agent]()
+    return JettyAgent()
 
 
 class WorkspaceWatch:

@@ -17,7 +17,7 @@ from trajectories.actions import run_group
 from trajectories.models import FINAL_STATUSES, Event, Run
 
 from ..actions import AgentRequest, start_agent_run
-from ..agents import AGENTS, agent_for
+from ..agents import agent_for, agent_names
 from ..results import final_answer, run_summary
 from .calls import CHAT_TASK, ChatRequest
 from .exchange import ClientGone, Exchange
@@ -60,8 +60,8 @@ def parse(request: ChatRequest, caller: Caller) -> AgentRequest:
         raise _bad("Agent mode needs the runbook as the system message", "messages")
     instruction = "\n\n".join(str(m.get("content") or "") for m in messages if m.get("role") == "user")
     agent = jetty.get("agent")
-    if agent is not None and (not isinstance(agent, str) or agent not in AGENTS):
-        raise _bad(f"Unknown agent {agent!r}; available: {', '.join(sorted(AGENTS))}", "jetty.agent")
+    if agent is not None and (not isinstance(agent, str) or agent not in agent_names()):
+        raise _bad(f"Unknown agent {agent!r}; available: {', '.join(agent_names())}", "jetty.agent")
     chosen = agent_for(agent, request.model)
     assert chosen is not None
     snapshot = jetty.get("snapshot", "general")

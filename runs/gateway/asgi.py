@@ -1,7 +1,9 @@
 """The gateway's own ASGI routes, mounted in front of Django for its hot paths.
 
-``/v1/chat/completions`` and ``/v1/models`` are served here without Django's request and middleware stack (the
-gateway's whole per-request budget is a few milliseconds of CPU); every other path goes on to Django.
+The model APIs are served here without Django's request and middleware stack (the gateway's whole per-request
+budget is a few milliseconds of CPU); every other path goes on to Django. Besides OpenAI's chat completions and
+model list, the gateway speaks what the agent CLIs speak: Anthropic Messages (Claude Code), OpenAI Responses
+(Codex) and Gemini's generateContent (Gemini CLI).
 """
 
 from __future__ import annotations
@@ -11,30 +13,55 @@ from collections.abc import Awaitable, Callable
 from orgs.api_errors import error_body
 
 from . import views
-from .exchange import Exchange, Receive, Scope, Send
+from .exchange import Exchange, Receive, Scope, Send, WireExchange
+from .wires import WIRES
+
+Handler = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+def _plain(view: Callable[[Exchange], Awaitable[None]]) -> Handler:
+    async def handle(scope: Scope, receive: Receive, send: Send) -> None:
+        await view(Exchange(scope, receive, send))
+
+    return handle
+
+
+def _wire(name: str, view: Callable[[WireExchange], Awaitable[None]]) -> Handler:
+    async def handle(scope: Scope, receive: Receive, send: Send) -> None:
+        await view(WireExchange(scope, receive, send, WIRES[name]))
+
+    return handle
+
+
+EXACT: dict[str, tuple[str, Handler]] = {
+    "/v1/chat/completions": ("POST", _plain(views.chat_completions)),
+    "/v1/models": ("GET", _plain(views.models)),
+    "/v1beta/models": ("GET", _plain(views.models)),
+    "/v1/messages": ("POST", _wire("anthropic", lambda exchange: views.wire_call(exchange, None))),
+    "/v1/messages/count_tokens": ("POST", _wire("anthropic", lambda exchange: views.count_tokens(exchange, None))),
+    "/v1/responses": ("POST", _wire("responses", lambda exchange: views.wire_call(exchange, None))),
+}
+PREFIXES: tuple[tuple[str, str, Handler], ...] = (
+    ("/v1/models/", "GET", _plain(views.models)),
+    ("/v1beta/models/", "POST", _wire("gemini", views.gemini)),
+)
 
 
 class GatewayRouter:
-    def __init__(self, fallback: Callable[[Scope, Receive, Send], Awaitable[None]]):
+    def __init__(self, fallback: Handler):
         self.fallback = fallback
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             path = scope["path"]
-            if path == "/v1/chat/completions" or path == "/v1/models" or path.startswith("/v1/models/"):
-                exchange = Exchange(scope, receive, send)
-                method = scope["method"]
-                if path == "/v1/chat/completions":
-                    handler = views.chat_completions if method == "POST" else None
-                else:
-                    handler = views.models if method == "GET" else None
-                if handler is None:
-                    await exchange.respond_json(
-                        405,
-                        error_body(405, f"Method {method} not allowed on {path}"),
-                        {"allow": "POST" if path.endswith("completions") else "GET"},
+            route = EXACT.get(path) or next(((m, h) for p, m, h in PREFIXES if path.startswith(p)), None)
+            if route is not None:
+                method, handler = route
+                if scope["method"] != method:
+                    await Exchange(scope, receive, send).respond_json(
+                        405, error_body(405, f"Method {scope['method']} not allowed on {path}"), {"allow": method}
                     )
                     return
-                await handler(exchange)
+                await handler(scope, receive, send)
                 return
         await self.fallback(scope, receive, send)

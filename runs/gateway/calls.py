@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 
@@ -12,6 +12,9 @@ from orgs.api_errors import ApiError
 from orgs.models import public_code
 
 from .routing import Caller, Route
+
+if TYPE_CHECKING:
+    from .wires import Wire
 
 JETTY_FIELDS = frozenset(
     {
@@ -114,7 +117,7 @@ class ChatRequest:
         return params
 
 
-_DATA_KEYS = ("url", "data", "file_data")
+_DATA_KEYS = ("url", "data", "file_data", "image_url")
 
 
 def redact(value: Any, limit: int) -> Any:
@@ -209,15 +212,22 @@ class Call:
     started: float = field(default_factory=time.time)
     first_byte: float | None = None
     agent_lines: int | None = None  # lines the sandbox's agent had printed before this call
+    wire: Wire | None = None  # the client's own wire format, when it is not chat completions
+    wire_body: dict[str, Any] | None = None  # the request as that client sent it
 
     def model_call_event(self, response: dict[str, Any] | None, *, status_code: int, error: str = "") -> dict:
         """The ``model.call`` event: the whole exchange as the gateway saw it."""
         finished = time.time()
         usage = (response or {}).get("usage") or {}
         choices = (response or {}).get("choices") or []
+        if self.wire is None or self.wire_body is None:
+            request, shown = redact_request(self.request.body), response
+        else:
+            request = redact(self.wire_body, settings.JETTY_REDACT_MIN_CHARS)
+            shown = None if response is None else self.wire.from_chat(response, self.route.model)
         payload = {
-            "request": redact_request(self.request.body),
-            "response": response,
+            "request": request,
+            "response": shown,
             "finish_reason": choices[0].get("finish_reason") if choices else None,
             "usage": usage or None,
             "status_code": status_code,
@@ -227,6 +237,8 @@ class Call:
         }
         if error:
             payload["error"] = error
+        if self.wire is not None:
+            payload["wire"] = self.wire.name
         return {
             "kind": "model.call",
             "ts": self.started,

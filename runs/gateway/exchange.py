@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl
 
 from orgs.api_errors import ApiError
+
+if TYPE_CHECKING:
+    from .wires import StreamEncoder, Wire
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -66,8 +70,17 @@ class Exchange:
     async def respond_json(self, status: int, data: Any, headers: dict[str, str] | None = None) -> None:
         await self.respond(status, json.dumps(data).encode(), headers)
 
-    async def respond_error(self, error: ApiError) -> None:
-        await self.respond_json(error.status, error.body(), error.headers)
+    async def respond_error(self, error: ApiError, headers: dict[str, str] | None = None) -> None:
+        await self.respond_json(error.status, error.body(), {**error.headers, **(headers or {})})
+
+    async def stream_error(self, error: ApiError) -> None:
+        """An error after the stream began travels as its last event."""
+        await self.stream(b"data: " + json.dumps(error.body()).encode() + b"\n\n")
+        await self.end_stream()
+
+    @property
+    def query(self) -> dict[str, str]:
+        return dict(parse_qsl(self.scope.get("query_string", b"").decode("latin-1")))
 
     async def start_stream(self, headers: dict[str, str]) -> None:
         raw_headers = [
@@ -90,3 +103,64 @@ class Exchange:
             await self._send({"type": "http.response.body", "body": b"", "more_body": False})
         except Exception as exc:
             raise ClientGone() from exc
+
+
+class WireExchange(Exchange):
+    """An exchange whose client speaks another wire format: the gateway answers it in OpenAI chat completions (as
+    it answers everyone), and this translates each answer, chunk and error into the client's format as it goes.
+
+    The stream's terminal events are kept back until ``release()``, after the call is recorded: an agent cannot
+    act on a model call's answer before the call is in its trajectory.
+    """
+
+    def __init__(self, scope: Scope, receive: Receive, send: Send, wire: Wire):
+        super().__init__(scope, receive, send)
+        self.wire = wire
+        self.model = ""
+        self.encoder: StreamEncoder | None = None
+        self._buffer = b""
+        self._tail_pending = False
+
+    def begin(self, stream: bool, model: str) -> None:
+        self.model = model
+        self.encoder = self.wire.encoder(model) if stream else None
+
+    async def respond(
+        self, status: int, body: bytes, headers: dict[str, str] | None = None, content_type: str = "application/json"
+    ) -> None:
+        if not self.hold and status == 200 and content_type == "application/json":
+            body = json.dumps(self.wire.from_chat(json.loads(body), self.model)).encode()
+        await super().respond(status, body, headers, content_type)
+
+    async def respond_error(self, error: ApiError, headers: dict[str, str] | None = None) -> None:
+        await self.respond_json(error.status, self.wire.error_body(error), {**error.headers, **(headers or {})})
+
+    async def stream(self, data: bytes) -> None:
+        assert self.encoder is not None
+        self._buffer += data
+        *events, self._buffer = self._buffer.split(b"\n\n")
+        out = []
+        for event in events:
+            payload = event.partition(b"data:")[2].strip()
+            if not payload or payload == b"[DONE]":
+                continue
+            chunk = json.loads(payload)
+            if isinstance(chunk, dict):
+                out.append(self.encoder.feed(chunk))
+        if any(out):
+            await super().stream(b"".join(out))
+
+    async def end_stream(self) -> None:
+        self._tail_pending = True
+
+    async def release(self) -> None:
+        await super().release()
+        if self._tail_pending and self.encoder is not None:
+            self._tail_pending = False
+            await super().stream(self.encoder.finish())
+            await super().end_stream()
+
+    async def stream_error(self, error: ApiError) -> None:
+        self._tail_pending = False
+        await super().stream(b"event: error\ndata: " + json.dumps(self.wire.error_body(error)).encode() + b"\n\n")
+        await super().end_stream()

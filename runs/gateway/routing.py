@@ -55,7 +55,9 @@ def run_principal(plain: str | None) -> Principal | None:
     if token is None or token.run.status not in ("queued", "running"):
         return None
     run = token.run
-    return Principal(org=run.org, token=None, collection=run.collection, prefix="run-token", run_id=run.pk)
+    return Principal(
+        org=run.org, token=None, collection=run.collection, prefix="run-token", run_id=run.pk, run_model=run.model
+    )
 
 
 @functools.lru_cache(maxsize=4096)
@@ -126,6 +128,7 @@ def _resolve(
     if principal is None:
         raise ApiError(401, "Incorrect API key provided, or it was revoked or has expired.", code="invalid_api_key")
     collection = principal.collection
+    model = principal.run_model or model
     if collection_name is not None and (collection is None or collection.name != collection_name):
         if collection is not None:
             raise ApiError(404, f"Collection `{collection_name}` not found", code="not_found", param="jetty.collection")

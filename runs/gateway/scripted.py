@@ -57,6 +57,7 @@ def _fill(schema: dict[str, Any], text: str) -> Any:
 
 SHELL_TOOLS = ("shell", "bash", "Bash", "run_shell_command", "exec_command", "local_shell")
 BLOCK = re.compile(r"^```(?:bash|sh|shell)[ \t]*\n(.*?)^```", re.M | re.S)
+RUNBOOK = re.compile(r"<runbook>\n?(.*?)</runbook>", re.S)
 
 
 def runbook_blocks(text: str) -> list[str]:
@@ -72,9 +73,11 @@ def shell_tool(tools: list[dict[str, Any]]) -> dict[str, Any] | None:
 
 def shell_arguments(function: dict[str, Any], command: str) -> dict[str, Any]:
     schema = function.get("parameters") or {}
-    arguments = _fill(schema, "") if schema.get("properties") else {}
-    kind = schema.get("properties", {}).get("command", {}).get("type")
-    arguments["command"] = ["bash", "-lc", command] if kind == "array" else command
+    properties = schema.get("properties", {})
+    key = "cmd" if "cmd" in properties and "command" not in properties else "command"
+    arguments = {name: _fill(properties.get(name, {}), "") for name in schema.get("required", []) if name != key}
+    kind = properties.get(key, {}).get("type")
+    arguments[key] = ["bash", "-lc", command] if kind == "array" else command
     return arguments
 
 
@@ -108,10 +111,11 @@ class Turn:
 
     def _follow_runbook(self, tools: list[dict[str, Any]]) -> bool:
         """The runbook policy: run the mission's bash blocks in order through the shell tool, then the summary."""
-        system = next(
-            (_text_of(m.get("content")) for m in self.messages if m.get("role") in ("system", "developer")), ""
-        )
-        blocks = runbook_blocks(system)
+        texts = [(m.get("role"), _text_of(m.get("content"))) for m in self.messages]
+        # An agent CLI gets the runbook inside its prompt, delimited, beside its own long system prompt.
+        tagged = next((found.group(1) for _, t in texts if (found := RUNBOOK.search(t))), None)
+        system = next((t for role, t in texts if role in ("system", "developer")), "")
+        blocks = runbook_blocks(tagged if tagged is not None else system)
         shell = shell_tool(tools)
         if not blocks or shell is None:
             return False

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 
+import litellm
 from asgiref.sync import sync_to_async
 from django.conf import settings
 
@@ -16,7 +16,7 @@ from orgs.auth import bearer_value, principal_for
 from ..models import Job
 from . import agent_mode, routing
 from .calls import Call, ChatRequest
-from .exchange import ClientGone, Exchange
+from .exchange import ClientGone, Exchange, WireExchange
 from .recorder import record_run_model_call, recorder
 from .upstream import forward_direct, forward_litellm
 
@@ -37,12 +37,20 @@ async def resolve(token: str, request: ChatRequest) -> tuple[routing.Caller, rou
 
 
 def _token(exchange: Exchange) -> str:
-    token = bearer_value(exchange.headers.get("authorization"))
-    if token is None:
+    """The caller's token, wherever its client puts it: OpenAI's bearer header, Anthropic's ``x-api-key``,
+    Gemini's ``x-goog-api-key`` or ``?key=``."""
+    headers = exchange.headers
+    token = (
+        bearer_value(headers.get("authorization"))
+        or headers.get("x-api-key")
+        or headers.get("x-goog-api-key")
+        or exchange.query.get("key")
+    )
+    if not token:
         raise ApiError(
             401, "You didn't provide an API key. Send it as `Authorization: Bearer <token>`.", code="invalid_api_key"
         )
-    return token
+    return token.strip()
 
 
 async def chat_completions(exchange: Exchange) -> None:
@@ -60,14 +68,46 @@ async def chat_completions(exchange: Exchange) -> None:
     if request.agent_mode:
         await agent_mode.handle(exchange, request, caller)
         return
-    call = Call(request=request, caller=caller, route=route)
+    await forward_and_store(exchange, Call(request=request, caller=caller, route=route))
+
+
+async def wire_call(exchange: WireExchange, requested_model: str | None, stream: bool | None = None) -> None:
+    """A model call in another wire format (Anthropic Messages, OpenAI Responses, Gemini): translated to chat
+    completions on the way in, served like any other call, translated back on the way out."""
+    wire = exchange.wire
+    try:
+        raw = await exchange.body(settings.JETTY_MAX_BODY_BYTES)
+        token = _token(exchange)
+        body = parse_json_body(raw)
+        model = requested_model or body.get("model")
+        if not isinstance(model, str) or not model.strip():
+            raise ApiError(400, "`model` is required and must be a string", code="invalid_value", param="model")
+        chat = wire.to_chat(body, model)
+        if stream is not None:
+            chat["stream"] = stream
+        if chat.get("stream"):
+            chat["stream_options"] = {"include_usage": True}  # every wire's stream ends with the usage
+        request = ChatRequest.parse(chat)
+        caller, route = await resolve(token, request)
+    except ApiError as error:
+        await exchange.respond_error(error)
+        return
+    except ClientGone:
+        return
+    exchange.begin(request.stream, route.model)
+    await forward_and_store(exchange, Call(request=request, caller=caller, route=route, wire=wire, wire_body=body))
+
+
+async def forward_and_store(exchange: Exchange, call: Call) -> None:
+    """Forward a resolved call to its provider, answer the client, and record the call."""
     lines = exchange.headers.get("x-jetty-agent-lines", "")
     call.agent_lines = int(lines) if lines.isdigit() else None
-    run_id = caller.principal.run_id
+    run_id = call.caller.principal.run_id
     run_headers = {"x-jetty-run-id": call.public_id} if run_id is None else {}
-    # A sandbox's call is stored in its run before the agent sees the answer, so the trajectory stays in order.
-    exchange.hold = run_id is not None and not request.stream
-    forward = forward_direct if route.direct else forward_litellm
+    # A sandbox's call is stored in its run before the agent sees the answer (or, streaming, the stream's end),
+    # so the trajectory stays in order.
+    exchange.hold = run_id is not None and not call.request.stream
+    forward = forward_direct if call.route.direct else forward_litellm
     try:
         outcome = await forward(exchange, call, run_headers)
     except ClientGone:
@@ -84,18 +124,20 @@ async def chat_completions(exchange: Exchange) -> None:
     failure = outcome.error
     if failure is None:
         await _store(call, outcome.response, status_code=outcome.status_code)
-        await exchange.release()
+        try:
+            await exchange.release()
+        except ClientGone:
+            pass
         return
     await _store(call, outcome.response, status_code=failure.status, error=failure.message, error_kind="upstream")
     exchange.hold = False
     if exchange.started:  # the stream had begun: the error travels as a last event
         try:
-            await exchange.stream(b"data: " + json.dumps(failure.body()).encode() + b"\n\n")
-            await exchange.end_stream()
+            await exchange.stream_error(failure)
         except ClientGone:
             pass
     else:
-        await exchange.respond_json(failure.status, failure.body(), {**failure.headers, **run_headers})
+        await exchange.respond_error(failure, run_headers)
 
 
 _record_run_model_call = sync_to_async(record_run_model_call, thread_sensitive=True)
@@ -153,6 +195,46 @@ async def models(exchange: Exchange) -> None:
                 raise ApiError(404, f"The model `{wanted}` does not exist", code="model_not_found", param="model")
             await exchange.respond_json(200, found)
             return
+        if path.startswith("/v1beta/"):
+            gemini_models = [{"name": f"models/{m['id']}", "displayName": m["id"]} for m in listing]
+            await exchange.respond_json(200, {"models": gemini_models})
+            return
         await exchange.respond_json(200, {"object": "list", "data": listing})
     except ApiError as error:
         await exchange.respond_error(error)
+
+
+async def count_tokens(exchange: WireExchange, requested_model: str | None) -> None:
+    """What Claude Code and Gemini CLI ask before a call: the prompt's size, counted by litellm's tokenizer for
+    the model the call would go to."""
+    wire = exchange.wire
+    try:
+        raw = await exchange.body(settings.JETTY_MAX_BODY_BYTES)
+        token = _token(exchange)
+        body = parse_json_body(raw)
+        if wire.name == "gemini" and isinstance(body.get("generateContentRequest"), dict):
+            body = body["generateContentRequest"]
+        model = requested_model or body.get("model") or ""
+        request = ChatRequest.parse(wire.to_chat(body, model))
+        _caller, route = await resolve(token, request)
+    except ApiError as error:
+        await exchange.respond_error(error)
+        return
+    except ClientGone:
+        return
+    count = litellm.token_counter(model=route.model, messages=request.body["messages"], tools=request.body.get("tools"))
+    answer = {"totalTokens": count} if wire.name == "gemini" else {"input_tokens": count}
+    await exchange.respond_json(200, answer)
+
+
+async def gemini(exchange: WireExchange) -> None:
+    """``/v1beta/models/<model>:<method>``: Gemini's calls name the model and the method in the path."""
+    model, _, method = exchange.scope["path"].removeprefix("/v1beta/models/").rpartition(":")
+    if method == "generateContent":
+        await wire_call(exchange, model, stream=False)
+    elif method == "streamGenerateContent":
+        await wire_call(exchange, model, stream=True)
+    elif method == "countTokens":
+        await count_tokens(exchange, model)
+    else:
+        await exchange.respond_error(ApiError(404, f"Unknown method `{method}`", code="not_found"))

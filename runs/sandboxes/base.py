@@ -120,6 +120,8 @@ class Execution(ABC):
 
 class Sandbox(ABC):
     backend: str
+    uid: int
+    gid: int
 
     def __init__(self, spec: SandboxSpec, root: Path):
         self.spec = spec
@@ -136,6 +138,14 @@ class Sandbox(ABC):
     @property
     def results(self) -> Path:
         return self.workspace / "results"
+
+    def hand_over(self, path: Path) -> None:
+        """Give what the platform wrote under ``path`` (an agent's configuration) to the sandbox's user."""
+        if os.geteuid() != 0:
+            return
+        for folder, dirs, files in os.walk(path):
+            for name in (folder, *(os.path.join(folder, n) for n in dirs + files)):
+                os.lchown(name, self.uid, self.gid)
 
     @abstractmethod
     def start(self, argv: list[str], env: dict[str, str] | None = None) -> Execution:
