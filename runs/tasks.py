@@ -9,7 +9,7 @@ from celery import shared_task
 from django.utils import timezone
 
 from trajectories.actions import move_run
-from trajectories.models import RunStatus
+from trajectories.models import FINAL_STATUSES, Run, RunStatus
 
 from .gateway.recorder import recover_spool
 from .models import Job
@@ -42,6 +42,13 @@ def execute_run(self, run_id: int) -> None:
             return
         move_run(run_id, RunStatus.QUEUED, reason=f"platform fault, retrying: {exc}")
         raise self.retry(exc=exc, countdown=2 ** (self.request.retries + 1)) from exc
+    except Exception as exc:
+        # A bug, not a passing fault: retrying would hit it again. The run ends instead of hanging.
+        logger.exception("run %s failed on an internal error", run_id)
+        from .actions import end_run
+
+        if not Run.objects.filter(pk=run_id, status__in=FINAL_STATUSES).exists():
+            end_run(run_id, RunStatus.FAILED, error_kind="platform", error=f"internal error: {exc!r}")
 
 
 @shared_task

@@ -47,10 +47,11 @@ def run_cli(client, agent: str, network: str, runbook: str = RUNBOOK, **jetty):
 def test_each_cli_does_the_runbook_in_each_backend(agent, alice_client, each_backend_worker):
     network = "off" if each_backend_worker.backend == "bubblewrap" else "on"
     completion, summary = run_cli(alice_client, agent, network)
-    assert summary["status"] == "succeeded", describe(summary["run_id"])
+    run_id = summary["run_id"]
+    assert summary["status"] == "succeeded", describe(run_id)
     assert summary["agent"] == agent
     files = {f["path"] for f in summary["results_files"]}
-    assert {"greeting.txt", "count.txt", "summary.md", "validation_report.json"} <= files
+    assert {"greeting.txt", "count.txt", "summary.md", "validation_report.json"} <= files, describe(run_id)
     assert summary["validation"]["overall_passed"] is True
     assert completion.choices[0].message.content
 
@@ -107,7 +108,10 @@ def test_a_real_cli_killed_mid_run_fails_with_a_user_error(alice_client, worker)
 def test_a_cli_that_crashes_hangs_or_never_reports_ends_with_a_clear_error(
     agent, timeout_s, status, error, alice_client, jetty, worker
 ):
-    run = final_run(start_async(alice_client, runbook=RUNBOOK, agent=agent, timeout_s=timeout_s), 60)
+    run = final_run(
+        start_async(alice_client, runbook=RUNBOOK, agent=agent, timeout_s=timeout_s, template_variables={"name": "x"}),
+        60,
+    )
     assert run.status == status and run.error_kind == "user"
     assert error in run.error
     assert_clean_trajectory(run)
@@ -119,7 +123,7 @@ def test_a_cli_that_crashes_hangs_or_never_reports_ends_with_a_clear_error(
 
 
 def test_a_generic_cli_runs_through_the_generic_adapter(alice_client, jetty, worker):
-    run = final_run(start_async(alice_client, runbook=RUNBOOK, agent="echo-cli", template_variables={}), 60)
+    run = final_run(start_async(alice_client, runbook=RUNBOOK, agent="echo-cli", template_variables={"name": "x"}), 60)
     assert run.status == "succeeded", run.error
     assert run.metadata["agent_version"] == "1.0"
     assert run.artifacts.get(path="answer.txt").file.read() == b"echo: hi\n"

@@ -401,7 +401,11 @@ class GenericCli(CliAgent):
             "model": mission.model,
             "gateway_url": mission.gateway_url,
         }
-        argv = [str(part).format_map(values) for part in self.config["command"]]
+        argv = []
+        for part in self.config["command"]:
+            for name, value in values.items():
+                part = str(part).replace(f"{{{name}}}", value)
+            argv.append(part)
         env = self.base_env(mission) | {
             "OPENAI_BASE_URL": mission.gateway_url,
             "OPENAI_API_KEY": mission.run_token,

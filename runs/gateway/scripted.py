@@ -82,7 +82,9 @@ def shell_arguments(function: dict[str, Any], command: str) -> dict[str, Any]:
 
 
 def summary_command(blocks: list[str]) -> str:
-    steps = "\n".join(f"{i}. `{b.splitlines()[0][:80]}`" for i, b in enumerate(blocks, start=1))
+    # Nothing that looks like command substitution: Gemini CLI refuses to run such commands.
+    firsts = [b.splitlines()[0][:80].replace("`", "'").replace("$(", "(") for b in blocks]
+    steps = "\n".join(f"{i}. {line}" for i, line in enumerate(firsts, start=1))
     body = f"# Summary\n\nRan {len(blocks)} step(s) of the runbook with the scripted model:\n\n{steps}\n"
     return (
         "mkdir -p /app/results && [ -f /app/results/summary.md ] || "
