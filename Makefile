@@ -22,6 +22,7 @@ down:
 test: venv
 	scripts/setup-sandbox-host
 	scripts/build-images
+	scripts/install-agents
 	scripts/test
 
 lint: venv
@@ -38,3 +39,5 @@ check: lint migrations-check typecheck
 
 bench: venv
 	$(PY) bench/gateway.py
+	$(PY) bench/sandboxes.py
+	$(PY) bench/agents.py
