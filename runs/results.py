@@ -23,6 +23,7 @@ def run_summary(run: Run) -> dict[str, Any]:
         "collection": run.collection.name if run.collection is not None else None,
         "task": run.task,
         "agent": run.agent,
+        "agent_version": run.metadata.get("agent_version"),
         "model": run.model,
         "snapshot": run.snapshot,
         "results_files": files,

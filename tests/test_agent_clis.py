@@ -4,6 +4,8 @@ in both sandbox backends, through the recording model gateway; plus a generic CL
 from __future__ import annotations
 
 import json
+import urllib.error
+import urllib.request
 
 import pytest
 
@@ -49,7 +51,7 @@ def test_each_cli_does_the_runbook_in_each_backend(agent, alice_client, each_bac
     completion, summary = run_cli(alice_client, agent, network)
     run_id = summary["run_id"]
     assert summary["status"] == "succeeded", describe(run_id)
-    assert summary["agent"] == agent
+    assert summary["agent"] == agent and summary["agent_version"] == agent_for(agent, "").version
     files = {f["path"] for f in summary["results_files"]}
     assert {"greeting.txt", "count.txt", "summary.md", "validation_report.json"} <= files, describe(run_id)
     assert summary["validation"]["overall_passed"] is True
@@ -133,14 +135,34 @@ def test_a_generic_cli_runs_through_the_generic_adapter(alice_client, jetty, wor
     assert run.job.final_answer == "wrote answer.txt"
 
 
-def test_the_gateway_refuses_missing_foreign_and_dead_run_tokens(alice_client, bob, jetty):
-    import urllib.error
-    import urllib.request
+WIRE_CALLS = {
+    "anthropic": (
+        "/v1/messages",
+        "x-api-key",
+        {"model": "x", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]},
+    ),
+    "responses": ("/v1/responses", "authorization", {"model": "x", "input": "hi"}),
+    "gemini": ("/v1beta/models/x:generateContent", "x-goog-api-key", {"contents": [{"parts": [{"text": "hi"}]}]}),
+}
 
-    body = json.dumps({"model": "x", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]}).encode()
-    for headers in ({}, {"x-api-key": "jrt_not-a-token"}, {"x-api-key": "jty_not-a-token"}):
-        request = urllib.request.Request(f"{jetty.url}/v1/messages", data=body, headers=headers, method="POST")
-        with pytest.raises(urllib.error.HTTPError) as caught:
-            urllib.request.urlopen(request)
-        assert caught.value.code == 401
-        assert json.loads(caught.value.read())["type"] == "error"
+
+def test_the_gateway_refuses_missing_unknown_and_dead_run_tokens_in_every_wire(alice_client, jetty, worker):
+    leak = "```bash\necho -n $JETTY_RUN_TOKEN > /app/results/token.txt\n```\n"
+    run = final_run(start_async(alice_client, runbook=leak, template_variables={}))
+    dead = run.artifacts.get(path="token.txt").file.read().decode()
+    assert dead.startswith("jrt_")
+    for wire, (path, header, body) in WIRE_CALLS.items():
+        for token in (None, "jrt_" + "0" * 40, dead):
+            headers = {"content-type": "application/json"}
+            if token is not None:
+                headers[header] = f"Bearer {token}" if header == "authorization" else token
+            request = urllib.request.Request(f"{jetty.url}{path}", json.dumps(body).encode(), headers)
+            with pytest.raises(urllib.error.HTTPError) as caught:
+                urllib.request.urlopen(request)
+            assert caught.value.code == 401, (wire, token)
+            error = json.loads(caught.value.read())
+            assert {"anthropic": "type", "responses": "error", "gemini": "error"}[wire] in error
+            if wire == "anthropic":
+                assert error["error"]["type"] == "authentication_error"
+            if wire == "gemini":
+                assert error["error"]["status"] == "UNAUTHENTICATED"

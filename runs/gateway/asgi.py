@@ -43,7 +43,7 @@ EXACT: dict[str, tuple[str, Handler]] = {
 }
 PREFIXES: tuple[tuple[str, str, Handler], ...] = (
     ("/v1/models/", "GET", _plain(views.models)),
-    ("/v1beta/models/", "POST", _wire("gemini", views.gemini)),
+    ("/v1beta/models/", "POST", GEMINI := _wire("gemini", views.gemini)),
 )
 
 
@@ -55,6 +55,8 @@ class GatewayRouter:
         if scope["type"] == "http":
             path = scope["path"]
             route = EXACT.get(path) or next(((m, h) for p, m, h in PREFIXES if path.startswith(p)), None)
+            if path.startswith("/v1/models/") and ":" in path and scope["method"] == "POST":
+                route = ("POST", GEMINI)  # google-genai's default API version is v1
             if route is not None:
                 method, handler = route
                 if scope["method"] != method:

@@ -128,7 +128,8 @@ class WireExchange(Exchange):
     async def respond(
         self, status: int, body: bytes, headers: dict[str, str] | None = None, content_type: str = "application/json"
     ) -> None:
-        if not self.hold and status == 200 and content_type == "application/json":
+        # Only a model call's answer (after begin()) is a chat completion; count_tokens answers in the wire's shape.
+        if self.model and not self.hold and status == 200 and content_type == "application/json":
             body = json.dumps(self.wire.from_chat(json.loads(body), self.model)).encode()
         await super().respond(status, body, headers, content_type)
 

@@ -228,8 +228,8 @@ async def count_tokens(exchange: WireExchange, requested_model: str | None) -> N
 
 
 async def gemini(exchange: WireExchange) -> None:
-    """``/v1beta/models/<model>:<method>``: Gemini's calls name the model and the method in the path."""
-    model, _, method = exchange.scope["path"].removeprefix("/v1beta/models/").rpartition(":")
+    """``/v1beta/models/<model>:<method>`` (or ``/v1/…``): Gemini's calls name the model and method in the path."""
+    model, _, method = exchange.scope["path"].split("/models/", 1)[1].rpartition(":")
     if method == "generateContent":
         await wire_call(exchange, model, stream=False)
     elif method == "streamGenerateContent":
