@@ -30,11 +30,11 @@ from tests.support import servers
 ONE_TURN = "# Objective\nOne step.\n\n```bash\necho done > /app/results/done.txt\n```\n"
 CLIS = ("claude-code", "codex", "gemini-cli")
 TOOL = {"type": "object", "properties": {"command": {"type": "string"}}, "required": ["command"]}
-CALLS = {  # one streamed call per wire, offering a shell tool, as the CLIs make them
+CALLS = {  # one streamed call per wire, offering a shell tool, as the CLIs make them (an API token: any model)
     "claude-code": (
         "/v1/messages",
         {
-            "model": "claude-sonnet-4-5",
+            "model": "scripted/default",
             "max_tokens": 1000,
             "stream": True,
             "messages": [{"role": "user", "content": "hello"}],
@@ -44,14 +44,14 @@ CALLS = {  # one streamed call per wire, offering a shell tool, as the CLIs make
     "codex": (
         "/v1/responses",
         {
-            "model": "gpt-5.5",
+            "model": "scripted/default",
             "stream": True,
             "input": [{"role": "user", "content": "hello"}],
             "tools": [{"type": "function", "name": "exec_command", "parameters": TOOL}],
         },
     ),
     "gemini-cli": (
-        "/v1beta/models/gemini-2.5-pro:streamGenerateContent?alt=sse",
+        "/v1beta/models/scripted/default:streamGenerateContent?alt=sse",
         {
             "contents": [{"role": "user", "parts": [{"text": "hello"}]}],
             "tools": [{"functionDeclarations": [{"name": "run_shell_command", "parameters": TOOL}]}],
@@ -105,6 +105,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--calls", type=int, default=50)
     parser.add_argument("--backend", default="bubblewrap")
+    parser.add_argument("--agents", default=",".join(CLIS), help="comma-separated CLIs to run")
     args = parser.parse_args()
     port = servers.free_port()
     bare = servers.Process(
@@ -122,11 +123,12 @@ def main() -> None:
         servers.wait_until(
             lambda: subprocess.run(["curl", "-fsI", bare.url], capture_output=True).returncode == 0, 60, "bare server"
         )
-        for agent in CLIS:
+        for agent in args.agents.split(","):
             platform_run(web.url, token, agent)  # warm: the first run of a CLI pays for its caches
             ours = timed(lambda a=agent: platform_run(web.url, token, a), args.repeat)
             theirs = timed(lambda a=agent: bare_run(args.backend, a, bare.url), args.repeat)
             rows.append((f"one-turn run, {agent} ({args.backend})", statistics.median(ours), statistics.median(theirs)))
+            print(rows[-1], flush=True)
         for path, body in CALLS.values():
             ours = timed(lambda p=path, b=body: one_call(web.url, token, p, b), args.calls)
             theirs = timed(lambda p=path, b=body: one_call(bare.url, token, p, b), args.calls)

@@ -90,6 +90,24 @@ def test_each_cli_does_the_runbook_in_each_backend(agent, alice_client, each_bac
     assert order[:4] == ["model.call", "tool.call", "model.call", "tool.call"]
 
 
+def test_a_cli_run_streams_its_events_as_they_happen(alice_client, worker):
+    stream = alice_client.chat.completions.create(
+        model="scripted/default",
+        messages=[{"role": "system", "content": RUNBOOK}, {"role": "user", "content": "go"}],
+        extra_body={
+            "jetty": {"runbook": True, "agent": "codex", "network": "off", "template_variables": {"name": "bo"}}
+        },
+        stream=True,
+        timeout=240,
+    )
+    chunks = list(stream)
+    kinds = [c.model_extra["jetty"]["event"] for c in chunks]
+    assert {"model.call", "tool.call", "command", "tool.result"} <= set(kinds) and kinds[-1] == "summary"
+    assert kinds.index("model.call") < kinds.index("tool.call") < kinds.index("command")
+    assert chunks[-1].model_extra["jetty"]["status"] == "succeeded"
+    assert chunks[-1].choices[0].finish_reason == "stop"
+
+
 def test_a_real_cli_killed_mid_run_fails_with_a_user_error(alice_client, worker):
     runbook = "# Crash\n```bash\nkill -9 $PPID\n```\n"
     _completion, summary = run_cli(alice_client, "claude-code", "off", runbook=runbook, template_variables={})

@@ -233,6 +233,13 @@ def test_count_tokens_anthropic(jetty, alice, providers):
     assert counted.input_tokens > 0
 
 
+def test_model_lists_come_in_each_client_s_shape(jetty, alice):
+    claude = anthropic.Anthropic(base_url=jetty.url, api_key=alice.token, max_retries=0)
+    assert "scripted/default" in [m.id for m in claude.models.list()]
+    gemini = gemini_client(jetty.url, alice.token)
+    assert "models/scripted/default" in [m.name for m in gemini.models.list()]
+
+
 def test_the_gemini_sdk_s_default_api_version_is_served_too(jetty, alice):
     client = gemini_client(jetty.url, alice.token, api_version="v1")
     answer = client.models.generate_content(model="scripted/default", contents="hello there")

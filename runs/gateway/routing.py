@@ -119,12 +119,17 @@ def resolve(
     raise AssertionError("unreachable")
 
 
+def any_principal(plain_token: str | None) -> Principal | None:
+    """The principal of an API token or of a sandbox's run token."""
+    if (plain_token or "").startswith(RUN_TOKEN_PREFIX):
+        return run_principal(plain_token)
+    return principal_for(plain_token)
+
+
 def _resolve(
     plain_token: str | None, model: str, collection_name: str | None, direct_enabled: bool
 ) -> tuple[Caller, Route]:
-    principal = (
-        run_principal(plain_token) if (plain_token or "").startswith(RUN_TOKEN_PREFIX) else principal_for(plain_token)
-    )
+    principal = any_principal(plain_token)
     if principal is None:
         raise ApiError(401, "Incorrect API key provided, or it was revoked or has expired.", code="invalid_api_key")
     collection = principal.collection
@@ -163,7 +168,10 @@ def _resolve(
 
 
 def models_for(principal: Principal) -> list[dict[str, object]]:
-    """The models an org may call: the scripted ones, and each configured provider's catalogue."""
+    """The models an org may call: the scripted ones, and each configured provider's catalogue (a sandbox: the
+    one model of its run)."""
+    if principal.run_model:
+        return [{"id": principal.run_model, "object": "model", "created": 0, "owned_by": "jetty"}]
     names: dict[str, str] = {m: scripted.PROVIDER for m in scripted.MODELS}
     for key in ProviderKey.objects.filter(org=principal.org):
         for name in key.model_names:

@@ -11,7 +11,7 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 
 from orgs.api_errors import ApiError, parse_json_body
-from orgs.auth import bearer_value, principal_for
+from orgs.auth import bearer_value
 
 from ..models import Job
 from . import agent_mode, routing
@@ -177,7 +177,7 @@ async def _after_agent_lines(run_id: int, lines: int | None, limit_s: float = 3.
         await asyncio.sleep(0.005)
 
 
-_principal = sync_to_async(principal_for, thread_sensitive=True)
+_principal = sync_to_async(routing.any_principal, thread_sensitive=True)
 _models_for = sync_to_async(routing.models_for, thread_sensitive=True)
 
 
@@ -198,8 +198,15 @@ async def models(exchange: Exchange) -> None:
         if path.startswith("/v1beta/"):
             gemini_models = [{"name": f"models/{m['id']}", "displayName": m["id"]} for m in listing]
             await exchange.respond_json(200, {"models": gemini_models})
-            return
-        await exchange.respond_json(200, {"object": "list", "data": listing})
+        elif "anthropic-version" in exchange.headers:  # Claude Code and Anthropic's SDKs list models this way
+            data = [
+                {"type": "model", "id": m["id"], "display_name": m["id"], "created_at": "1970-01-01T00:00:00Z"}
+                for m in listing
+            ]
+            first, last = (data[0]["id"], data[-1]["id"]) if data else (None, None)
+            await exchange.respond_json(200, {"data": data, "has_more": False, "first_id": first, "last_id": last})
+        else:
+            await exchange.respond_json(200, {"object": "list", "data": listing})
     except ApiError as error:
         await exchange.respond_error(error)
 
