@@ -26,12 +26,20 @@ PATH = f"{AGENTS_MOUNT}/bin:/usr/local/bin:/usr/bin:/bin"
 SHELL_TOOLS = frozenset({"Bash", "run_shell_command", "exec_command", "shell"})
 
 
-def mission_prompt(mission: Mission) -> str:
-    """The mission a CLI gets as its prompt: the runbook, delimited, then the caller's instruction."""
+MAX_PROMPT_CHARS = 100_000  # one command-line argument may hold at most 128 KiB (MAX_ARG_STRLEN)
+
+
+def mission_prompt(mission: Mission, home: Path) -> str:
+    """The mission a CLI gets as its prompt: the runbook, delimited, then the caller's instruction. A runbook too
+    long for a command line is written to the agent's home and the prompt says where."""
+    runbook = f"<runbook>\n{mission.runbook.strip()}\n</runbook>"
+    if len(runbook) > MAX_PROMPT_CHARS:
+        (home / "RUNBOOK.md").write_text(mission.runbook)
+        runbook = "Your runbook is in /home/agent/RUNBOOK.md: read all of it first, then follow it."
     parts = [
         "You are running a Jetty runbook in a sandbox. Work in /app. The input files are in /app/assets "
         "(read-only). Write every result file to /app/results, and finish with /app/results/summary.md.",
-        f"<runbook>\n{mission.runbook.strip()}\n</runbook>",
+        runbook,
     ]
     if mission.instruction.strip():
         parts.append(mission.instruction.strip())
@@ -147,7 +155,7 @@ class ClaudeCode(CliAgent):
         argv = [
             "claude",
             "-p",
-            mission_prompt(mission),
+            mission_prompt(mission, home),
             "--output-format",
             "stream-json",
             "--verbose",
@@ -238,7 +246,7 @@ class Codex(CliAgent):
             "--dangerously-bypass-approvals-and-sandbox",  # the sandbox is ours
             "-C",
             "/app",
-            mission_prompt(mission),
+            mission_prompt(mission, home),
         ]
         return Launch(argv=argv, env=env)
 
@@ -317,7 +325,7 @@ class GeminiCli(CliAgent):
         argv = [
             "gemini",
             "-p",
-            mission_prompt(mission),
+            mission_prompt(mission, home),
             "-m",  # a named model also skips the model router's extra classification call
             self.cli_model(mission.model),
             "--approval-mode=yolo",
@@ -393,7 +401,7 @@ class GenericCli(CliAgent):
         return str(self.config.get("version", ""))
 
     def launch(self, mission: Mission, home: Path) -> Launch:
-        prompt = mission_prompt(mission)
+        prompt = mission_prompt(mission, home)
         (home / "MISSION.md").write_text(prompt)
         values = {
             "prompt": prompt,
