@@ -115,8 +115,10 @@ def cancel_run(run: Run) -> Run:
 def end_run(run_id: int, status: str, **fields: Any) -> Run:
     """Move a run to a final state and, once committed, send it to its webhook if it has one."""
     from .tasks import deliver_webhook
+    from .timeline import flush_pending_calls
 
     with transaction.atomic():
+        flush_pending_calls(run_id)
         run = move_run(run_id, status, **fields)
         if Job.objects.filter(run_id=run_id).exclude(webhook_url="").exists():
             transaction.on_commit(lambda: deliver_webhook.delay(run_id))

@@ -26,10 +26,11 @@ from trajectories.actions import EventRecord, append_events, move_run
 from trajectories.models import FINAL_STATUSES, Artifact, ErrorKind, Run, RunStatus
 
 from .actions import end_run
-from .agents import Agent, Mission, WorkspaceWatch, agent_for, sanitise
+from .agents import Agent, Mission, agent_for, sanitise
 from .models import Job, RunToken, Upload
 from .sandboxes import Limits, Outcome, SandboxSpec, create_sandbox, destroy_leftovers
 from .sandboxes.base import GATEWAY_SOCKET
+from .timeline import Timeline, flush_pending_calls
 
 logger = logging.getLogger(__name__)
 
@@ -145,16 +146,9 @@ def execute(run_id: int) -> None:
         execution = sandbox.start(argv, launch.env)
         heartbeat = Heartbeat(job.pk, execution.kill)
         heartbeat.start()
-        watch = WorkspaceWatch(sandbox.workspace)
-        Job.objects.filter(pk=job.pk).update(lines_recorded=0)
-        for count, line in enumerate(execution.lines(), start=1):
-            events, _final = agent.events(line, time.time())
-            if any(e.kind == "tool.result" for e in events):
-                events += watch.changes(time.time())
-            if events:
-                append_events(run.pk, events)
-            Job.objects.filter(pk=job.pk).update(lines_recorded=count)
+        Timeline(run.pk, agent, sandbox.workspace).follow(execution.lines())
         outcome = execution.wait()
+        flush_pending_calls(run.pk)  # a call whose answer the agent never read to the end
         heartbeat.stopped.set()
         collect(run, job, sandbox.results, agent.final)
     finally:

@@ -37,9 +37,6 @@ class Job(models.Model):
     worker = models.CharField(max_length=200, blank=True)
     cancel_requested = models.BooleanField(default=False)
     final_answer = models.TextField(blank=True)
-    lines_recorded = models.PositiveIntegerField(
-        default=0, help_text="Agent output lines turned into events so far in this attempt (orders model calls)"
-    )
     validation = models.JSONField(null=True, blank=True)
     created = models.DateTimeField(auto_now_add=True)
 
@@ -68,6 +65,18 @@ class Job(models.Model):
 class RunTokenQuerySet(models.QuerySet["RunToken"]):
     def usable(self) -> RunTokenQuerySet:
         return self.filter(revoked_at__isnull=True, expires_at__gt=timezone.now())
+
+
+class PendingModelCall(models.Model):
+    """A sandbox's model call, stored by the gateway before the agent sees the whole answer, waiting for the run's
+    worker to place it in the trajectory among the agent's own output by time (calls end, lines are read)."""
+
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="pending_calls")
+    ended = models.FloatField(help_text="When the answer was complete (epoch seconds)")
+    event = models.JSONField()
+
+    def __str__(self) -> str:
+        return f"pending call of {self.run}"
 
 
 class RunToken(models.Model):

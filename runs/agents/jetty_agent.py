@@ -65,13 +65,9 @@ TOOLS = [
 ]
 
 
-LINES = [0]  # how many lines this agent has printed: the gateway records a model call only after them
-
-
 def emit(kind: str, **fields) -> None:
     sys.stdout.write(json.dumps({"type": kind, **fields}) + "\n")
     sys.stdout.flush()
-    LINES[0] += 1
 
 
 def clip(text: str) -> str:
@@ -86,7 +82,6 @@ def complete(messages: list) -> dict:
         headers={
             "Authorization": f"Bearer {os.environ['JETTY_RUN_TOKEN']}",
             "Content-Type": "application/json",
-            "X-Jetty-Agent-Lines": str(LINES[0]),
         },
     )
     for attempt in range(4):

@@ -211,7 +211,6 @@ class Call:
     public_id: str = field(default_factory=lambda: public_code("run"))
     started: float = field(default_factory=time.time)
     first_byte: float | None = None
-    agent_lines: int | None = None  # lines the sandbox's agent had printed before this call
     wire: Wire | None = None  # the client's own wire format, when it is not chat completions
     wire_body: dict[str, Any] | None = None  # the request as that client sent it
 

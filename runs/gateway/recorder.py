@@ -15,6 +15,7 @@ import logging
 import os
 import socket
 import threading
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -167,22 +168,10 @@ def recover_spool(spool_dir: Path | None = None) -> int:
     return stored
 
 
-def record_run_model_call(run_id: int, event: dict[str, Any]) -> None:
-    """Append a sandbox's model call to its run, in order, and add it to the run's totals."""
-    from decimal import Decimal
+def hold_run_model_call(run_id: int, event: dict[str, Any]) -> None:
+    """Store a sandbox's model call for its run's worker, which places it in the trajectory among the agent's own
+    output (``runs.timeline``). Called before the agent has the whole answer, so nothing it does because of the
+    answer can be placed before the call."""
+    from ..models import PendingModelCall
 
-    from django.db.models import F
-
-    from trajectories.actions import EventRecord, append_events
-    from trajectories.models import Run
-
-    from .pricing import cost_of
-
-    event["cost_usd"] = cost_of(event["model"], event["provider"], event["prompt_tokens"], event["completion_tokens"])
-    append_events(run_id, [EventRecord(**event)])
-    Run.objects.filter(pk=run_id).update(
-        prompt_tokens=F("prompt_tokens") + event["prompt_tokens"],
-        completion_tokens=F("completion_tokens") + event["completion_tokens"],
-        total_tokens=F("total_tokens") + event["prompt_tokens"] + event["completion_tokens"],
-        cost_usd=F("cost_usd") + Decimal(str(event["cost_usd"])),
-    )
+    PendingModelCall.objects.create(run_id=run_id, ended=time.time(), event=event)

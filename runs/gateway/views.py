@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import time
 
 import litellm
 from asgiref.sync import sync_to_async
@@ -13,11 +11,10 @@ from django.conf import settings
 from orgs.api_errors import ApiError, parse_json_body
 from orgs.auth import bearer_value
 
-from ..models import Job
 from . import agent_mode, routing
 from .calls import Call, ChatRequest
 from .exchange import ClientGone, Exchange, WireExchange
-from .recorder import record_run_model_call, recorder
+from .recorder import hold_run_model_call, recorder
 from .upstream import forward_direct, forward_litellm
 
 logger = logging.getLogger(__name__)
@@ -100,12 +97,10 @@ async def wire_call(exchange: WireExchange, requested_model: str | None, stream:
 
 async def forward_and_store(exchange: Exchange, call: Call) -> None:
     """Forward a resolved call to its provider, answer the client, and record the call."""
-    lines = exchange.headers.get("x-jetty-agent-lines", "")
-    call.agent_lines = int(lines) if lines.isdigit() else None
     run_id = call.caller.principal.run_id
     run_headers = {"x-jetty-run-id": call.public_id} if run_id is None else {}
-    # A sandbox's call is stored in its run before the agent sees the answer (or, streaming, the stream's end),
-    # so the trajectory stays in order.
+    # A sandbox's call is stored for its run before the agent sees the answer (or, streaming, the stream's end):
+    # whatever the agent does because of the answer comes after the call in the trajectory.
     exchange.hold = run_id is not None and not call.request.stream
     forward = forward_direct if call.route.direct else forward_litellm
     try:
@@ -140,7 +135,7 @@ async def forward_and_store(exchange: Exchange, call: Call) -> None:
         await exchange.respond_error(failure, run_headers)
 
 
-_record_run_model_call = sync_to_async(record_run_model_call, thread_sensitive=True)
+_hold_run_model_call = sync_to_async(hold_run_model_call, thread_sensitive=True)
 
 
 async def _store(
@@ -159,22 +154,7 @@ async def _store(
             call.record(response, status_code=status_code, error=error, error_kind=error_kind, cancelled=cancelled)
         )
     else:
-        await _after_agent_lines(run_id, call.agent_lines)
-        await _record_run_model_call(run_id, call.model_call_event(response, status_code=status_code, error=error))
-
-
-_lines_recorded = sync_to_async(
-    lambda run_id: Job.objects.filter(run_id=run_id).values_list("lines_recorded", flat=True).first() or 0,
-    thread_sensitive=False,
-)
-
-
-async def _after_agent_lines(run_id: int, lines: int | None, limit_s: float = 3.0) -> None:
-    """Keep the trajectory in order: an agent that says how many lines it printed before this call gets its
-    model call recorded only once the worker has recorded those lines (they happened first)."""
-    deadline = time.monotonic() + limit_s
-    while lines and await _lines_recorded(run_id) < lines and time.monotonic() < deadline:
-        await asyncio.sleep(0.005)
+        await _hold_run_model_call(run_id, call.model_call_event(response, status_code=status_code, error=error))
 
 
 _principal = sync_to_async(routing.any_principal, thread_sensitive=True)
