@@ -72,6 +72,7 @@ class CliAgent(Agent):
 
     package: ClassVar[str] = ""
     family_model: ClassVar[str] = ""  # the model name the CLI is told; the gateway routes to the run's model
+    family_prefixes: ClassVar[tuple[str, ...]] = ()  # model names the CLI may be told as they are
 
     def __init__(self) -> None:
         super().__init__()
@@ -90,8 +91,6 @@ class CliAgent(Agent):
         """The run's model as the CLI should name it: its own family's name when it is one, else a stand-in."""
         name = model.rsplit("/", 1)[-1]
         return name if name.startswith(self.family_prefixes) else self.family_model
-
-    family_prefixes: ClassVar[tuple[str, ...]] = ()
 
     def base_env(self, mission: Mission) -> dict[str, str]:
         env = {"PATH": PATH, "TMPDIR": "/tmp", "NO_COLOR": "1", "CI": "1"}
@@ -132,7 +131,7 @@ class CliAgent(Agent):
         return None
 
 
-def _command_of(name: str, arguments: dict[str, Any]) -> str:
+def _command_of(arguments: dict[str, Any]) -> str:
     command = arguments.get("command", arguments.get("cmd", ""))
     return shlex.join(command) if isinstance(command, list) else str(command)
 
@@ -182,7 +181,7 @@ class ClaudeCode(CliAgent):
                 elif block.get("type") == "tool_use":
                     arguments = block.get("input") or {}
                     call = {"id": block.get("id", ""), "name": block.get("name", ""), "arguments": arguments}
-                    self.calls[call["id"]] = {**call, "command": _command_of(call["name"], arguments)}
+                    self.calls[call["id"]] = {**call, "command": _command_of(arguments)}
                     out.append(("tool.call", call))
             return out
         if kind == "user":
@@ -356,7 +355,7 @@ class GeminiCli(CliAgent):
         elif kind == "tool_use":
             arguments = data.get("parameters") or {}
             call = {"id": data.get("tool_id", ""), "name": data.get("tool_name", ""), "arguments": arguments}
-            self.calls[call["id"]] = {**call, "command": _command_of(call["name"], arguments)}
+            self.calls[call["id"]] = {**call, "command": _command_of(arguments)}
             out.append(("tool.call", call))
         elif kind == "tool_result":
             ok = data.get("status") == "success"
