@@ -248,11 +248,12 @@ def finish(run: Run, job: Job, outcome: Outcome, agent: Agent) -> None:
         end_run(run.pk, RunStatus.FAILED, error_kind=ErrorKind.USER, error=outcome.user_error)
     elif outcome.exit_code != 0:
         tail = outcome.stderr_tail.strip().splitlines()[-5:]
+        reason = " | ".join(tail) or problem or "nothing on stderr"
         end_run(
             run.pk,
             RunStatus.FAILED,
             error_kind=ErrorKind.USER,
-            error=f"the agent exited with code {outcome.exit_code}: " + " | ".join(tail),
+            error=f"the agent exited with code {outcome.exit_code}: {reason}",
         )
     elif problem:
         end_run(run.pk, RunStatus.FAILED, error_kind=ErrorKind.USER, error=problem)

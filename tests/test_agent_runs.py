@@ -150,6 +150,19 @@ def test_bad_agent_requests_are_400_and_start_nothing(alice_client, worker, bloc
     assert not Run.objects.exists()
 
 
+def test_an_agent_run_on_a_provider_without_a_key_is_400_and_starts_nothing(alice_client, worker):
+    import openai
+
+    with pytest.raises(openai.BadRequestError) as caught:
+        alice_client.chat.completions.create(
+            model="anthropic/claude-sonnet-4-5",
+            messages=[{"role": "system", "content": RUNBOOK}, {"role": "user", "content": "go"}],
+            extra_body={"jetty": {"runbook": True, "template_variables": {"name": "x"}}},
+        )
+    assert caught.value.body["code"] == "provider_not_configured" and caught.value.body["param"] == "model"
+    assert not Run.objects.exists()
+
+
 def test_a_missing_runbook_is_400(alice_client, worker):
     import openai
 

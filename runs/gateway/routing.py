@@ -167,6 +167,13 @@ def _resolve(
     return Caller(principal=principal, collection=collection), route
 
 
+def has_credentials(route: Route) -> bool:
+    """Whether the provider can be called: the scripted model, an org key, or the server's own environment."""
+    if route.provider == scripted.PROVIDER or route.api_key:
+        return True
+    return bool(litellm.validate_environment(model=route.model).get("keys_in_environment"))
+
+
 def models_for(principal: Principal) -> list[dict[str, object]]:
     """The models an org may call: the scripted ones, and each configured provider's catalogue (a sandbox: the
     one model of its run)."""

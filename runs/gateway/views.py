@@ -63,6 +63,10 @@ async def chat_completions(exchange: Exchange) -> None:
         return
 
     if request.agent_mode:
+        if not routing.has_credentials(route):  # an agent would only retry a provider that cannot answer
+            missing = f"No API key for provider `{route.provider}` is configured for this organisation"
+            await exchange.respond_error(ApiError(400, missing, code="provider_not_configured", param="model"))
+            return
         await agent_mode.handle(exchange, request, caller)
         return
     await forward_and_store(exchange, Call(request=request, caller=caller, route=route))
