@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import shlex
+from abc import abstractmethod
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -73,6 +74,7 @@ class CliAgent(Agent):
     package: ClassVar[str] = ""
     family_model: ClassVar[str] = ""  # the model name the CLI is told; the gateway routes to the run's model
     family_prefixes: ClassVar[tuple[str, ...]] = ()  # model names the CLI may be told as they are
+    type_field = "type"  # the field that says what a JSON line is
 
     def __init__(self) -> None:
         super().__init__()
@@ -103,13 +105,14 @@ class CliAgent(Agent):
 
     def events(self, line: str, ts: float) -> tuple[list[EventRecord], str | None]:
         data = _json(line)
-        if data is None or "type" not in data:
+        if data is None or self.type_field not in data:
             return [EventRecord(kind="log", ts=ts, payload={"stream": "stdout", "line": sanitise(line)})], None
         events = [EventRecord(kind=kind, ts=ts, payload=sanitise(payload)) for kind, payload in self.parse(data)]
         return events, None
 
+    @abstractmethod
     def parse(self, data: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
-        raise NotImplementedError
+        """(event kind, payload) pairs for one JSON line the CLI printed."""
 
     def tool_result(self, call_id: str, output: Any, ok: bool, exit_code: int | None = None) -> list[tuple[str, dict]]:
         """A tool's result, preceded by a ``command`` event when the tool was the shell."""
@@ -393,6 +396,7 @@ class GenericCli(CliAgent):
         super().__init__()
         self.name = name
         self.config = config
+        self.type_field = str(config.get("type_field", "type"))
         self.result_seen = config.get("output", "text") == "text"
 
     @property
@@ -428,16 +432,14 @@ class GenericCli(CliAgent):
             if line.strip():
                 self.final = line.strip()
             return [EventRecord(kind="log", ts=ts, payload={"stream": "stdout", "line": sanitise(line)})], None
-        data = _json(line)
-        type_field = self.config.get("type_field", "type")
-        if data is None or type_field not in data:
-            return [EventRecord(kind="log", ts=ts, payload={"stream": "stdout", "line": sanitise(line)})], None
-        kind = str(data[type_field])
+        return super().events(line, ts)
+
+    def parse(self, data: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+        kind = str(data[self.type_field])
         if kind == self.config.get("final_type", "result"):
             self.result_seen = True
             self.final = str(data.get(self.config.get("final_field", "text")) or "")
-        mapped = (self.config.get("kinds") or {}).get(kind, "log")
-        return [EventRecord(kind=mapped, ts=ts, payload=sanitise(data))], None
+        return [((self.config.get("kinds") or {}).get(kind, "log"), data)]
 
     def problem(self) -> str | None:
         if not self.result_seen:
