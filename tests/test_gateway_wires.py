@@ -120,13 +120,17 @@ def responses_turns(url: str, token: str, model: str, stream: bool) -> list[Answ
     return answers
 
 
+METADATA = {"user_id": "jetty-test"}  # Anthropic-only: survives only same-wire forwarding
+SAFETY = types.SafetySetting(category="HARM_CATEGORY_HARASSMENT", threshold="BLOCK_NONE")
+
+
 def anthropic_turns(url: str, token: str, model: str, stream: bool) -> list[Answer]:
     client = anthropic.Anthropic(base_url=url, api_key=token, max_retries=0)
     tool = {"name": "shell", "description": DESCRIPTION, "input_schema": SCHEMA}
     messages: list = [{"role": "user", "content": PROMPT}]
     answers = []
     for _ in range(2):
-        request = {"model": model, "max_tokens": 256, "messages": messages, "tools": [tool]}
+        request = {"model": model, "max_tokens": 256, "messages": messages, "tools": [tool], "metadata": METADATA}
         if stream:
             with client.messages.stream(**request) as events:
                 deltas = list(events.text_stream)
@@ -155,6 +159,7 @@ def gemini_turns(url: str, token: str, model: str, stream: bool) -> list[Answer]
     config = types.GenerateContentConfig(
         tools=[types.Tool(function_declarations=[declaration])],
         automatic_function_calling=types.AutomaticFunctionCallingConfig(disable=True),
+        safety_settings=[SAFETY],
     )
     contents = [types.Content(role="user", parts=[types.Part(text=PROMPT)])]
     answers = []
@@ -204,6 +209,12 @@ def test_a_tool_call_and_its_answer_translate_both_ways(jetty, alice, providers,
     called, answered = TURNS[wire](jetty.url, alice.token, model, stream)
     seen = upstream_requests(fake_providers)[-2:]
     assert [r["path"] for r in seen] == [UPSTREAM_PATHS[model][stream]] * 2
+    # A provider that speaks the client's own wire gets the request as sent: fields no translation keeps arrive.
+    native = model.split("/")[0] == wire
+    if wire == "anthropic":
+        assert (seen[0]["body"].get("metadata") == METADATA) is native
+    if wire == "gemini":
+        assert ("safetySettings" in seen[0]["body"]) is native
     assert '"hi"' not in json.dumps(seen[0]["body"]) and '"hi"' in json.dumps(seen[1]["body"])  # the tool's result
 
     assert called.calls == [CALL]

@@ -14,6 +14,7 @@ from orgs.models import public_code
 from .routing import Caller, Route
 
 if TYPE_CHECKING:
+    from .native import Native
     from .wires import Wire
 
 JETTY_FIELDS = frozenset(
@@ -213,21 +214,28 @@ class Call:
     first_byte: float | None = None
     wire: Wire | None = None  # the client's own wire format, when it is not chat completions
     wire_body: dict[str, Any] | None = None  # the request as that client sent it
+    native: Native | None = None  # set when the provider speaks the client's wire: forwarded as sent
 
     def model_call_event(self, response: dict[str, Any] | None, *, status_code: int, error: str = "") -> dict:
         """The ``model.call`` event: the whole exchange as the gateway saw it."""
         finished = time.time()
         usage = (response or {}).get("usage") or {}
         choices = (response or {}).get("choices") or []
+        finish = choices[0].get("finish_reason") if choices else None
         if self.wire is None or self.wire_body is None:
             request, shown = redact_request(self.request.body), response
+        elif self.native is not None:  # the response is the provider's own
+            request, shown = redact(self.wire_body, settings.JETTY_REDACT_MIN_CHARS), response
+            prompt, completion = self.native.usage(response or {})
+            usage = {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+            finish = self.native.finish(response or {})
         else:
             request = redact(self.wire_body, settings.JETTY_REDACT_MIN_CHARS)
             shown = None if response is None else self.wire.from_chat(response, self.route.model)
         payload = {
             "request": request,
             "response": shown,
-            "finish_reason": choices[0].get("finish_reason") if choices else None,
+            "finish_reason": finish,
             "usage": usage or None,
             "status_code": status_code,
             "stream": self.request.stream,

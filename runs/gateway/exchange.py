@@ -79,8 +79,12 @@ class Exchange:
         await self.end_stream()
 
     @property
+    def query_string(self) -> str:
+        return self.scope.get("query_string", b"").decode("latin-1")
+
+    @property
     def query(self) -> dict[str, str]:
-        return dict(parse_qsl(self.scope.get("query_string", b"").decode("latin-1")))
+        return dict(parse_qsl(self.query_string))
 
     async def start_stream(self, headers: dict[str, str]) -> None:
         raw_headers = [
@@ -120,6 +124,7 @@ class WireExchange(Exchange):
         self.encoder: StreamEncoder | None = None
         self._buffer = b""
         self._tail_pending = False
+        self._native_tail: bytes | None = None
 
     def begin(self, stream: bool, model: str) -> None:
         self.model = model
@@ -151,14 +156,22 @@ class WireExchange(Exchange):
         if any(out):
             await super().stream(b"".join(out))
 
+    async def relay(self, event: bytes) -> None:
+        """Pass a provider's own event through untranslated, one behind: the newest is the tail."""
+        if self._native_tail is not None:
+            await super().stream(self._native_tail)
+        self._native_tail = event
+
     async def end_stream(self) -> None:
         self._tail_pending = True
 
     async def release(self) -> None:
         await super().release()
-        if self._tail_pending and self.encoder is not None:
+        if self._tail_pending:
             self._tail_pending = False
-            await super().stream(self.encoder.finish())
+            tail = self.encoder.finish() if self.encoder is not None else self._native_tail or b""
+            self._native_tail = None
+            await super().stream(tail)
             await super().end_stream()
 
     async def stream_error(self, error: ApiError) -> None:

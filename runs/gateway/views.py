@@ -14,6 +14,7 @@ from orgs.auth import bearer_value
 from . import agent_mode, routing
 from .calls import Call, ChatRequest
 from .exchange import ClientGone, Exchange, WireExchange
+from .native import forward_native, native_for
 from .recorder import hold_run_model_call, recorder
 from .upstream import forward_direct, forward_litellm
 
@@ -95,8 +96,11 @@ async def wire_call(exchange: WireExchange, requested_model: str | None, stream:
         return
     except ClientGone:
         return
-    exchange.begin(request.stream, route.model)
-    await forward_and_store(exchange, Call(request=request, caller=caller, route=route, wire=wire, wire_body=body))
+    call = Call(request=request, caller=caller, route=route, wire=wire, wire_body=body)
+    call.native = native_for(wire.name, route.provider)
+    if call.native is None:  # translated; a provider that speaks the client's wire gets the request as sent
+        exchange.begin(request.stream, route.model)
+    await forward_and_store(exchange, call)
 
 
 async def forward_and_store(exchange: Exchange, call: Call) -> None:
@@ -106,9 +110,13 @@ async def forward_and_store(exchange: Exchange, call: Call) -> None:
     # A sandbox's call is stored for its run before the agent sees the answer (or, streaming, the stream's end):
     # whatever the agent does because of the answer comes after the call in the trajectory.
     exchange.hold = run_id is not None and not call.request.stream
-    forward = forward_direct if call.route.direct else forward_litellm
     try:
-        outcome = await forward(exchange, call, run_headers)
+        if call.native is not None:
+            assert isinstance(exchange, WireExchange)
+            outcome = await forward_native(exchange, call, run_headers)
+        else:
+            forward = forward_direct if call.route.direct else forward_litellm
+            outcome = await forward(exchange, call, run_headers)
     except ClientGone:
         await _store(call, None, status_code=499, error="The client disconnected", cancelled=True)
         return
