@@ -103,7 +103,7 @@ def responses_turns(url: str, token: str, model: str, stream: bool) -> list[Answ
     items: list = [{"role": "user", "content": PROMPT}]
     answers = []
     for _ in range(2):
-        request = {"model": model, "input": items, "tools": [tool]}
+        request = {"model": model, "input": items, "tools": [tool], "metadata": METADATA}
         if stream:
             events = list(client.responses.create(**request, stream=True))
             deltas = [e.delta for e in events if e.type == "response.output_text.delta"]
@@ -120,7 +120,8 @@ def responses_turns(url: str, token: str, model: str, stream: bool) -> list[Answ
     return answers
 
 
-METADATA = {"user_id": "jetty-test"}  # Anthropic-only: survives only same-wire forwarding
+METADATA = {"user_id": "jetty-test"}  # survives only same-wire forwarding
+NATIVE = {("anthropic", "anthropic"), ("gemini", "gemini"), ("responses", "openai")}
 SAFETY = types.SafetySetting(category="HARM_CATEGORY_HARASSMENT", threshold="BLOCK_NONE")
 
 
@@ -208,9 +209,12 @@ def recorded_calls(org, count: int) -> list:
 def test_a_tool_call_and_its_answer_translate_both_ways(jetty, alice, providers, fake_providers, wire, model, stream):
     called, answered = TURNS[wire](jetty.url, alice.token, model, stream)
     seen = upstream_requests(fake_providers)[-2:]
-    assert [r["path"] for r in seen] == [UPSTREAM_PATHS[model][stream]] * 2
     # A provider that speaks the client's own wire gets the request as sent: fields no translation keeps arrive.
-    native = model.split("/")[0] == wire
+    native = (wire, model.split("/")[0]) in NATIVE
+    path = "/v1/responses" if native and wire == "responses" else UPSTREAM_PATHS[model][stream]
+    assert [r["path"] for r in seen] == [path] * 2
+    if wire == "responses":
+        assert (seen[0]["body"].get("metadata") == METADATA) is native
     if wire == "anthropic":
         assert (seen[0]["body"].get("metadata") == METADATA) is native
     if wire == "gemini":

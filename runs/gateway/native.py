@@ -1,11 +1,11 @@
 """Same-wire forwarding: a client that speaks its provider's own wire format gets the provider unchanged.
 
-Claude Code calling an Anthropic model, or Gemini CLI a Gemini model, would lose in a round trip through chat
-completions what only that format carries (prompt caching marks, thinking blocks and their signatures, betas).
-So when the client's wire is the provider's, the request goes to the provider as the client sent it (only the
-model is the route's, and the key the org's) and the answer comes back byte for byte. The gateway still reads it
-for the record: the whole response (assembled from the stream), its usage and finish reason. The stream's last
-event is held until the call is stored, as for every sandbox call.
+Claude Code calling an Anthropic model, Codex an OpenAI model or Gemini CLI a Gemini model would lose, in a round
+trip through chat completions, what only that format carries (prompt caching marks, thinking blocks and their
+signatures, betas, reasoning items). So when the client's wire is the provider's, the request goes to the provider
+as the client sent it (only the model is the route's, and the key the org's) and the answer comes back byte for
+byte. The gateway still reads it for the record: the whole response (assembled from the stream), its usage and
+finish reason. The stream's last event is held until the call is stored, as for every sandbox call.
 """
 
 from __future__ import annotations
@@ -137,7 +137,39 @@ GEMINI = Native(
     finish=_gemini_finish,
     assemble=_gemini_assemble,
 )
-NATIVE = {"anthropic": ANTHROPIC, "gemini": GEMINI}  # by the client's wire
+
+
+def _responses_assemble(events: list[Json]) -> Json:
+    """The ``response.completed`` event carries the whole response."""
+    done = [e for e in events if e.get("type") in ("response.completed", "response.incomplete", "response.failed")]
+    return done[-1].get("response") or {} if done else {}
+
+
+def _responses_finish(response: Json) -> str | None:
+    if any(item.get("type") == "function_call" for item in response.get("output") or []):
+        return "tool_calls"
+    if response.get("status") == "incomplete":
+        return "length"
+    return "stop" if response.get("status") == "completed" else response.get("status")
+
+
+def _responses_usage(response: Json) -> tuple[int, int]:
+    usage = response.get("usage") or {}
+    return int(usage.get("input_tokens") or 0), int(usage.get("output_tokens") or 0)
+
+
+RESPONSES = Native(
+    provider="openai",
+    default_base="https://api.openai.com/v1",
+    key_env=("OPENAI_API_KEY",),
+    url=lambda base, _model, _stream, _query: f"{base.rstrip('/')}/responses",
+    headers=lambda key, _client: {"authorization": f"Bearer {key}"},
+    body=lambda body, model: {**body, "model": model},
+    usage=_responses_usage,
+    finish=_responses_finish,
+    assemble=_responses_assemble,
+)
+NATIVE = {"anthropic": ANTHROPIC, "gemini": GEMINI, "responses": RESPONSES}  # by the client's wire
 
 
 def native_for(wire: str, provider: str) -> Native | None:

@@ -11,6 +11,9 @@ translations are checked against.
   (``GenerateContentResponse`` chunks, ``functionCall`` parts, ``usageMetadata``); key in ``x-goog-api-key`` or
   ``?key=``.
 - OpenAI Chat Completions: ``POST .../chat/completions``, JSON or SSE; bearer key.
+- OpenAI Responses: ``POST .../responses``, JSON or SSE (``response.created``, ``response.output_item.added``,
+  ``response.function_call_arguments.delta`` / ``response.output_text.delta``, ``response.output_item.done``,
+  ``response.completed``); bearer key.
 
 Every family behaves alike: offered tools and no tool result in the conversation yet, it calls the first tool with
 ``{"command": "echo hi"}`` (its arguments streamed in pieces where the format allows); otherwise it answers
@@ -224,6 +227,58 @@ def openai(body: dict, stream: bool) -> dict | list[bytes]:
     return [f"data: {json.dumps(c)}\n\n".encode() for c in chunks] + [b"data: [DONE]\n\n"]
 
 
+def _responses_plan(body: dict) -> tuple[str | None, str]:
+    items = body.get("input") or []
+    items = [{"role": "user", "content": items}] if isinstance(items, str) else items
+    calls = [i.get("call_id") for i in items if i.get("type") == "function_call"]
+    _check_answers(calls, [i.get("call_id") for i in items if i.get("type") == "function_call_output"], "output")
+    tools = [t for t in body.get("tools") or [] if t.get("type") == "function"]
+    if tools and not calls:
+        return tools[0]["name"], ""
+    texts = []
+    for item in items:
+        if item.get("role") == "user":
+            content = item.get("content")
+            texts += [content] if isinstance(content, str) else [p.get("text", "") for p in content or []]
+    return None, f"DONE: {texts[-1] if texts else ''}"
+
+
+def responses(body: dict, stream: bool) -> dict | list[bytes]:
+    """OpenAI's Responses API: a function call or a message; streamed as its documented events."""
+    tool, text = _responses_plan(body)
+    if tool:
+        item = {"type": "function_call", "id": "fc_fake01", "call_id": "call_fake01", "name": tool, "arguments": ""}
+    else:
+        item = {"type": "message", "id": "msg_fake01", "role": "assistant", "content": []}
+    usage = {"input_tokens": PROMPT_TOKENS, "output_tokens": COMPLETION_TOKENS}
+    usage["total_tokens"] = PROMPT_TOKENS + COMPLETION_TOKENS
+    done = dict(item, status="completed")
+    if tool:
+        done["arguments"] = json.dumps(ARGUMENTS)
+    else:
+        done["content"] = [{"type": "output_text", "text": text, "annotations": []}]
+    response = {"id": "resp_fake", "object": "response", "status": "completed", "model": body.get("model")}
+    whole = {**response, "output": [done], "usage": usage}
+    if not stream:
+        return whole
+    events = [("response.created", {"response": {**response, "status": "in_progress", "output": []}})]
+    events.append(("response.output_item.added", {"output_index": 0, "item": dict(item, status="in_progress")}))
+    if tool:
+        events += [
+            ("response.function_call_arguments.delta", {"item_id": "fc_fake01", "delta": p}) for p in ARGUMENT_PIECES
+        ]
+    else:
+        part = {"type": "output_text", "text": "", "annotations": []}
+        events.append(("response.content_part.added", {"item_id": "msg_fake01", "content_index": 0, "part": part}))
+        events += [("response.output_text.delta", {"item_id": "msg_fake01", "delta": p}) for p in _text_pieces(text)]
+    events.append(("response.output_item.done", {"output_index": 0, "item": done}))
+    events.append(("response.completed", {"response": whole}))
+    return [
+        f"event: {kind}\ndata: {json.dumps({'type': kind, 'sequence_number': n, **data})}\n\n".encode()
+        for n, (kind, data) in enumerate(events)
+    ]
+
+
 # HTTP --------------------------------------------------------------------------------------------------------------
 
 
@@ -255,6 +310,15 @@ def route(method: str, target: str, headers: dict[str, str], body: dict) -> tupl
             return 200, gemini(body, model, method_name == "streamGenerateContent")
         except Rejected as exc:
             return 400, {"error": {"code": 400, "message": str(exc), "status": "INVALID_ARGUMENT"}}
+    if path.endswith("/responses"):
+        if not headers.get("authorization", "").startswith("Bearer "):
+            return 401, {"error": {"message": "missing key", "type": "invalid_request_error", "code": None}}
+        try:
+            return 200, responses(body, bool(body.get("stream")))
+        except Rejected as exc:
+            return 400, {
+                "error": {"message": str(exc), "type": "invalid_request_error", "param": "input", "code": None}
+            }
     if path.endswith("/chat/completions"):
         if not headers.get("authorization", "").startswith("Bearer "):
             return 401, {"error": {"message": "missing key", "type": "invalid_request_error", "code": None}}
