@@ -1,4 +1,4 @@
-"""Run control through the API: cancel."""
+"""Run control through the API: cancel, uploads, runbook validation."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from trajectories.serializers import RunSerializer
 
 from .actions import cancel_run
 from .models import Upload
+from .runbooks import validate
 from .uploads import store_uploads
 
 
@@ -100,3 +101,18 @@ def file_download(request: Request, key: str) -> FileResponse:
     if upload is None:
         raise Http404
     return FileResponse(upload.file.open("rb"), filename=upload.path.rsplit("/", 1)[-1])
+
+
+@extend_schema(
+    request={"application/json": {"type": "object", "properties": {"runbook": {"type": "string"}}}},
+    responses={200: OpenApiTypes.OBJECT},
+    operation_id="runbooks_validate",
+)
+@api_view(["POST"])
+def runbook_validate(request: Request) -> Response:
+    """Check a runbook: its errors (it cannot work as written) and warnings, each with its line."""
+    principal_of(request)
+    text = request.data.get("runbook") if hasattr(request.data, "get") else None
+    if not isinstance(text, str) or not text.strip():
+        raise ApiError(400, "`runbook` is required: the runbook's markdown as a string", param="runbook")
+    return Response(validate(text).as_dict())

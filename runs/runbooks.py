@@ -1,0 +1,195 @@
+"""Runbooks: a markdown mission with YAML frontmatter, and the validator that checks one before it is stored or run.
+
+The validator reports errors (the runbook cannot work as written) and warnings (it can, but misses a habit that
+makes runs judgeable), each with the line it concerns where there is one.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import yaml
+
+EVALUATIONS = ("programmatic", "rubric")
+SEMVER = re.compile(r"^\d+\.\d+\.\d+(?:[-+][0-9A-Za-z.-]+)?$")
+HEADING = re.compile(r"^(#{1,6})\s+(.*?)\s*#*\s*$")
+VARIABLE = re.compile(r"\{\{\s*([A-Za-z_][\w.]*)\s*\}\}")
+FENCE = re.compile(r"^```")
+BOUND = re.compile(r"\bmax(?:imum)?\.?\s*(?:of\s*)?\d+\s*(?:rounds?|iterations?|attempts?|times)\b", re.I)
+BUILT_IN_VARIABLES = frozenset({"results_dir"})
+
+
+@dataclass(frozen=True)
+class Finding:
+    level: str  # "error" | "warning"
+    code: str
+    message: str
+    line: int | None = None
+
+
+@dataclass
+class Report:
+    findings: list[Finding] = field(default_factory=list)
+
+    @property
+    def errors(self) -> list[Finding]:
+        return [f for f in self.findings if f.level == "error"]
+
+    @property
+    def warnings(self) -> list[Finding]:
+        return [f for f in self.findings if f.level == "warning"]
+
+    @property
+    def valid(self) -> bool:
+        return not self.errors
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "valid": self.valid,
+            "errors": [asdict(f) for f in self.errors],
+            "warnings": [asdict(f) for f in self.warnings],
+        }
+
+
+@dataclass
+class Section:
+    title: str
+    line: int
+    text: str = ""
+
+
+@dataclass
+class Runbook:
+    frontmatter: dict[str, Any] | None
+    body: str
+    body_line: int  # the line the body starts on
+    sections: list[Section]
+
+    def section(self, *names: str) -> Section | None:
+        """The first section whose title contains one of the names (case-insensitive)."""
+        wanted = [n.lower() for n in names]
+        return next((s for s in self.sections if any(n in s.title.lower() for n in wanted)), None)
+
+    def variables(self) -> set[str]:
+        return set(VARIABLE.findall(self.body))
+
+
+def parse(text: str) -> tuple[Runbook, list[Finding]]:
+    """Split frontmatter from body and the body into sections (headings inside code blocks are not headings)."""
+    problems: list[Finding] = []
+    frontmatter: dict[str, Any] | None = None
+    body, body_line = text, 1
+    lines = text.splitlines()
+    if lines and lines[0].strip() == "---":
+        end = next((i for i in range(1, len(lines)) if lines[i].strip() in ("---", "...")), None)
+        if end is None:
+            problems.append(Finding("error", "frontmatter_unclosed", "The frontmatter has no closing `---`", 1))
+        else:
+            try:
+                loaded = yaml.safe_load("\n".join(lines[1:end])) or {}
+            except yaml.YAMLError as exc:
+                problems.append(Finding("error", "frontmatter_invalid", f"The frontmatter is not valid YAML: {exc}", 1))
+                loaded = {}
+            if not isinstance(loaded, dict):
+                problems.append(Finding("error", "frontmatter_invalid", "The frontmatter must be a YAML mapping", 1))
+                loaded = {}
+            frontmatter = loaded
+            body, body_line = "\n".join(lines[end + 1 :]), end + 2
+    sections: list[Section] = []
+    fenced = False
+    for number, line in enumerate(body.splitlines(), start=body_line):
+        if FENCE.match(line.strip()):
+            fenced = not fenced
+        heading = None if fenced else HEADING.match(line)
+        if heading:
+            sections.append(Section(title=heading.group(2), line=number))
+        elif sections:
+            sections[-1].text += line + "\n"
+    return Runbook(frontmatter, body, body_line, sections), problems
+
+
+def validate(text: str) -> Report:
+    runbook, findings = parse(text)
+    report = Report(findings)
+    add = report.findings.append
+    meta = runbook.frontmatter
+    if meta is None:
+        add(Finding("error", "frontmatter_missing", "The runbook has no YAML frontmatter (start it with `---`)", 1))
+        meta = {}
+    version = meta.get("version")
+    if version is None:
+        add(Finding("error", "version_missing", "The frontmatter has no `version`", 1))
+    elif not SEMVER.match(str(version)):
+        add(Finding("error", "version_invalid", f"`version` must be semver (like 1.0.0), not {version!r}", 1))
+    evaluation = meta.get("evaluation")
+    if evaluation is None:
+        add(Finding("error", "evaluation_missing", "The frontmatter has no `evaluation` (programmatic or rubric)", 1))
+    elif evaluation not in EVALUATIONS:
+        add(Finding("error", "evaluation_unknown", f"`evaluation` must be one of {EVALUATIONS}, not {evaluation!r}", 1))
+    if not meta.get("primary_outputs"):
+        add(Finding("warning", "primary_outputs_missing", "The frontmatter names no `primary_outputs`", 1))
+
+    required = {
+        "objective_missing": ("Objective",),
+        "required_outputs_missing": ("REQUIRED OUTPUT FILES", "Required outputs"),
+        "final_checklist_missing": ("Final Checklist",),
+        "evaluation_step_missing": ("Evaluat",),
+        "iteration_missing": ("Iterat",),
+    }
+    found = {code: runbook.section(*names) for code, names in required.items()}
+    for code, section in found.items():
+        if section is None:
+            name = required[code][0]
+            add(Finding("error", code, f"No `{name}` section"))
+    outputs = found["required_outputs_missing"]
+    if outputs is not None:
+        if "validation_report.json" not in outputs.text:
+            add(
+                Finding(
+                    "error",
+                    "validation_report_missing",
+                    "REQUIRED OUTPUT FILES does not list `validation_report.json`",
+                    outputs.line,
+                )
+            )
+        if "summary.md" not in outputs.text:
+            add(Finding("warning", "summary_missing", "REQUIRED OUTPUT FILES does not list `summary.md`", outputs.line))
+    iterate = found["iteration_missing"]
+    if iterate is not None and not BOUND.search(iterate.title + "\n" + iterate.text):
+        message = "The iteration is not bounded: say how many rounds at most (like `max 3 rounds`)"
+        add(Finding("error", "iteration_unbounded", message, iterate.line))
+    checklist = found["final_checklist_missing"]
+    if checklist is not None and "```" not in checklist.text:
+        message = "The Final Checklist has no verification script (a fenced code block)"
+        add(Finding("error", "verification_script_missing", message, checklist.line))
+
+    variables = runbook.variables() - BUILT_IN_VARIABLES
+    parameters = {v for v in variables if not v.startswith("secrets.")}
+    if parameters and runbook.section("Parameters") is None:
+        names = ", ".join(sorted(parameters))
+        add(
+            Finding(
+                "error",
+                "parameters_missing",
+                f"Template variables ({names}) are used but there is no Parameters section",
+            )
+        )
+    secrets = meta.get("secrets")
+    declared: dict[str, Any] = secrets if isinstance(secrets, dict) else {}
+    for secret in sorted(v.removeprefix("secrets.") for v in variables if v.startswith("secrets.")):
+        if secret not in declared:
+            add(
+                Finding(
+                    "error", "secret_undeclared", f"`{{{{secrets.{secret}}}}}` is used but not declared in `secrets`", 1
+                )
+            )
+
+    for code, name in (("dependencies_missing", "Dependencies"), ("tips_missing", "Tips")):
+        if runbook.section(name) is None:
+            add(Finding("warning", code, f"No `{name}` section"))
+    for number, line in enumerate(text.splitlines(), start=1):
+        if "{TODO:" in line:
+            add(Finding("warning", "todo_left", "A `{TODO:` placeholder is left in the runbook", number))
+    return report

@@ -1,0 +1,150 @@
+"""The runbook validator: what makes a runbook unusable (errors) and what makes its runs hard to judge (warnings)."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+
+import pytest
+
+from runs.runbooks import validate
+
+GOOD = """---
+version: 1.2.0
+evaluation: programmatic
+primary_outputs: [count.txt]
+secrets:
+  API_TOKEN: {env: API_TOKEN, description: the service token, required: true}
+---
+# Objective
+Count the words of a greeting for {{name}}.
+
+## REQUIRED OUTPUT FILES
+- `{{results_dir}}/count.txt`
+- `/app/results/summary.md`
+- `/app/results/validation_report.json`
+
+## Parameters
+- `name`: who to greet
+
+## Dependencies
+- coreutils
+
+## Step 1: environment setup
+```bash
+mkdir -p /app/results && echo "token set: ${API_TOKEN:+yes} {{secrets.API_TOKEN}}" > /dev/null
+```
+
+## Step 2: count
+```bash
+# A heading inside a code block is not a section:
+# Final Checklist
+echo "hello {{name}}" | wc -w > /app/results/count.txt
+```
+
+## Evaluate
+| result | when |
+|---|---|
+| PASS | count.txt holds 2 |
+
+## Iterate (max 3 rounds)
+| symptom | fix |
+|---|---|
+| empty count | rerun step 2 |
+
+## Summary
+Write summary.md.
+
+## Validation report
+Write validation_report.json.
+
+## Final Checklist
+```bash
+test -s /app/results/count.txt && test -s /app/results/validation_report.json
+```
+
+## Tips
+Keep it short.
+"""
+
+
+def codes(text: str) -> tuple[list[str], list[str]]:
+    report = validate(text)
+    return [f.code for f in report.errors], [f.code for f in report.warnings]
+
+
+def test_a_complete_runbook_is_valid_with_no_warnings():
+    report = validate(GOOD)
+    assert report.valid and report.findings == []
+
+
+@pytest.mark.parametrize(
+    ("change", "error"),
+    [
+        (lambda t: t.split("---\n", 2)[2], "frontmatter_missing"),
+        (lambda t: t.replace("version: 1.2.0\n", ""), "version_missing"),
+        (lambda t: t.replace("version: 1.2.0", "version: one"), "version_invalid"),
+        (lambda t: t.replace("evaluation: programmatic\n", ""), "evaluation_missing"),
+        (lambda t: t.replace("evaluation: programmatic", "evaluation: vibes"), "evaluation_unknown"),
+        (lambda t: t.replace("# Objective", "# Goal"), "objective_missing"),
+        (lambda t: t.replace("## REQUIRED OUTPUT FILES", "## Outputs"), "required_outputs_missing"),
+        (lambda t: t.replace("- `/app/results/validation_report.json`\n", ""), "validation_report_missing"),
+        (lambda t: t.replace("## Evaluate", "## Check"), "evaluation_step_missing"),
+        (lambda t: t.replace("## Iterate (max 3 rounds)", "## Iterate"), "iteration_unbounded"),
+        (lambda t: t.replace("## Iterate (max 3 rounds)", "## Again"), "iteration_missing"),
+        (lambda t: t.replace("## Final Checklist", "## Done"), "final_checklist_missing"),
+        (
+            lambda t: t.rsplit("## Final Checklist", 1)[0] + "## Final Checklist\n- [ ] all good\n",
+            "verification_script_missing",
+        ),
+        (lambda t: t.replace("## Parameters", "## Inputs"), "parameters_missing"),
+        (
+            lambda t: t.replace(
+                "  API_TOKEN: {env: API_TOKEN, description: the service token, required: true}\n", "  OTHER: {}\n"
+            ),
+            "secret_undeclared",
+        ),
+        (lambda t: t.replace("---\nversion", "---\n: [\nversion"), "frontmatter_invalid"),
+    ],
+)
+def test_each_error_is_reported(change, error):
+    errors, _warnings = codes(change(GOOD))
+    assert error in errors
+
+
+@pytest.mark.parametrize(
+    ("change", "warning"),
+    [
+        (lambda t: t.replace("- `/app/results/summary.md`\n", ""), "summary_missing"),
+        (lambda t: t.replace("primary_outputs: [count.txt]\n", ""), "primary_outputs_missing"),
+        (lambda t: t.replace("## Dependencies", "## Needs"), "dependencies_missing"),
+        (lambda t: t.replace("## Tips", "## Notes"), "tips_missing"),
+        (lambda t: t.replace("Keep it short.", "{TODO: write tips}"), "todo_left"),
+    ],
+)
+def test_each_warning_is_reported_and_leaves_the_runbook_valid(change, warning):
+    errors, warnings = codes(change(GOOD))
+    assert errors == [] and warnings == [warning]
+
+
+def test_findings_carry_their_line():
+    report = validate(GOOD.replace("## Iterate (max 3 rounds)", "## Iterate"))
+    (finding,) = report.errors
+    assert GOOD.splitlines()[finding.line - 1] == "## Iterate (max 3 rounds)"
+
+
+def test_the_api_validates_for_any_token_holder(alice, jetty):
+    def post(body: dict, token: str | None = alice.token):
+        headers = {"content-type": "application/json"} | ({"authorization": f"Bearer {token}"} if token else {})
+        request = urllib.request.Request(f"{jetty.url}/api/v1/runbooks/validate", json.dumps(body).encode(), headers)
+        return urllib.request.urlopen(request)
+
+    with post({"runbook": GOOD.replace("evaluation: programmatic", "evaluation: vibes")}) as response:
+        answer = json.loads(response.read())
+    assert answer["valid"] is False and [e["code"] for e in answer["errors"]] == ["evaluation_unknown"]
+    for body, token, status in (({"runbook": ""}, alice.token, 400), ({"runbook": GOOD}, None, 401)):
+        with pytest.raises(urllib.error.HTTPError) as caught:
+            post(body, token)
+        assert caught.value.code == status
+        assert "error" in json.loads(caught.value.read())
