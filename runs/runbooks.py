@@ -110,6 +110,12 @@ def parse(text: str) -> tuple[Runbook, list[Finding]]:
     return Runbook(frontmatter, body, body_line, sections), problems
 
 
+def key_line(text: str, key: str) -> int:
+    """The line of a frontmatter key (1, the frontmatter's first line, when it is not there)."""
+    pattern = re.compile(rf"^{re.escape(key)}\s*:")
+    return next((n for n, line in enumerate(text.splitlines(), start=1) if pattern.match(line)), 1)
+
+
 def validate(text: str) -> Report:
     runbook, findings = parse(text)
     report = Report(findings)
@@ -122,12 +128,14 @@ def validate(text: str) -> Report:
     if version is None:
         add(Finding("error", "version_missing", "The frontmatter has no `version`", 1))
     elif not SEMVER.match(str(version)):
-        add(Finding("error", "version_invalid", f"`version` must be semver (like 1.0.0), not {version!r}", 1))
+        message = f"`version` must be semver (like 1.0.0), not {version!r}"
+        add(Finding("error", "version_invalid", message, key_line(text, "version")))
     evaluation = meta.get("evaluation")
     if evaluation is None:
         add(Finding("error", "evaluation_missing", "The frontmatter has no `evaluation` (programmatic or rubric)", 1))
     elif evaluation not in EVALUATIONS:
-        add(Finding("error", "evaluation_unknown", f"`evaluation` must be one of {EVALUATIONS}, not {evaluation!r}", 1))
+        message = f"`evaluation` must be one of {EVALUATIONS}, not {evaluation!r}"
+        add(Finding("error", "evaluation_unknown", message, key_line(text, "evaluation")))
     if not meta.get("primary_outputs"):
         add(Finding("warning", "primary_outputs_missing", "The frontmatter names no `primary_outputs`", 1))
 

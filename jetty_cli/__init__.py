@@ -1,0 +1,1 @@
+"""The `jetty` command line (a client of the HTTP API only)."""

@@ -1,0 +1,220 @@
+"""``jetty``: the command line for a Jetty server, talking only to its HTTP API.
+
+    jetty login --url URL [--token T]       store the server and a token (~/.config/jetty, mode 600)
+    jetty validate RUNBOOK.md               the validator's errors and warnings; exit 1 on errors
+    jetty run RUNBOOK.md [--param k=v] [--file F] [--model M] [--agent A]
+                                            run it (the jetty block from the frontmatter), streaming progress
+    jetty status ID | jetty logs ID | jetty download ID [--dir D]
+
+``JETTY_URL`` and ``JETTY_TOKEN`` override what ``login`` stored.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import httpx
+import yaml
+
+CONFIG = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config") / "jetty"
+FRONTMATTER_FIELDS = {"agent": "agent", "snapshot": "snapshot", "model_provider": "model_provider"}
+
+
+class Failure(Exception):
+    """A clear message for the user, and a non-zero exit."""
+
+
+def settings() -> tuple[str, str]:
+    url = os.environ.get("JETTY_URL") or _read(CONFIG / "url")
+    token = os.environ.get("JETTY_TOKEN") or _read(CONFIG / "token")
+    if not url or not token:
+        raise Failure("not logged in: run `jetty login --url URL` (or set JETTY_URL and JETTY_TOKEN)")
+    return url.rstrip("/"), token
+
+
+def _read(path: Path) -> str:
+    return path.read_text().strip() if path.is_file() else ""
+
+
+def client() -> httpx.Client:
+    url, token = settings()
+    return httpx.Client(
+        base_url=url, headers={"authorization": f"Bearer {token}"}, timeout=httpx.Timeout(30, read=None)
+    )
+
+
+def checked(response: httpx.Response) -> httpx.Response:
+    if response.is_error:
+        try:
+            message = response.json()["error"]["message"]
+        except (ValueError, KeyError, TypeError):
+            message = response.text[:500]
+        raise Failure(f"{response.status_code}: {message}")
+    return response
+
+
+def login(args: argparse.Namespace) -> int:
+    token = args.token or input("API token: ").strip()
+    response = httpx.get(f"{args.url.rstrip('/')}/v1/models", headers={"authorization": f"Bearer {token}"})
+    checked(response)
+    CONFIG.mkdir(parents=True, exist_ok=True)
+    for name, value in (("url", args.url.rstrip("/")), ("token", token)):
+        path = CONFIG / name
+        path.touch(mode=0o600)
+        path.chmod(0o600)
+        path.write_text(value + "\n")
+    print(f"logged in to {args.url}; {len(response.json()['data'])} models available")
+    return 0
+
+
+def validate(args: argparse.Namespace) -> int:
+    with client() as http:
+        report = checked(
+            http.post("/api/v1/runbooks/validate", json={"runbook": Path(args.runbook).read_text()})
+        ).json()
+    for level in ("errors", "warnings"):
+        for finding in report[level]:
+            where = f"{args.runbook}:{finding['line']}" if finding.get("line") else args.runbook
+            print(f"{where}: {level[:-1]}: {finding['message']} [{finding['code']}]")
+    print(f"{len(report['errors'])} error(s), {len(report['warnings'])} warning(s)")
+    return 0 if report["valid"] else 1
+
+
+def frontmatter(text: str) -> dict[str, Any]:
+    lines = text.splitlines()
+    if not lines or lines[0].strip() != "---":
+        return {}
+    end = next((i for i in range(1, len(lines)) if lines[i].strip() == "---"), None)
+    loaded = yaml.safe_load("\n".join(lines[1:end])) if end else None
+    return loaded if isinstance(loaded, dict) else {}
+
+
+def run(args: argparse.Namespace) -> int:
+    text = Path(args.runbook).read_text()
+    meta = frontmatter(text)
+    params = dict(pair.split("=", 1) for pair in args.param)
+    jetty: dict[str, Any] = {"runbook": True, "task": Path(args.runbook).stem, "template_variables": params}
+    jetty |= {key: meta[field] for field, key in FRONTMATTER_FIELDS.items() if meta.get(field)}
+    if args.agent:
+        jetty["agent"] = args.agent
+    model = args.model or meta.get("model") or "scripted/default"
+    with client() as http:
+        if args.file:
+            files = [("files", (Path(f).name, Path(f).read_bytes())) for f in args.file]
+            jetty["file_paths"] = checked(http.post("/api/v1/sandbox/upload", files=files)).json()["file_paths"]
+        body = {
+            "model": model,
+            "messages": [{"role": "system", "content": text}, {"role": "user", "content": args.instruction}],
+            "stream": True,
+            "jetty": jetty,
+        }
+        status = "unknown"
+        with http.stream("POST", "/v1/chat/completions", json=body) as response:
+            if response.is_error:
+                response.read()
+                checked(response)
+            for line in response.iter_lines():
+                if not line.startswith("data: ") or line == "data: [DONE]":
+                    continue
+                chunk = json.loads(line[6:])
+                info = chunk.get("jetty") or {}
+                if info.get("event") == "summary":
+                    status = info.get("status", status)
+                    print(f"{info.get('run_id')}: {status}")
+                    content = (chunk.get("choices") or [{}])[0].get("delta", {}).get("content")
+                    if content:
+                        print(content)
+                elif info.get("event"):
+                    print(f"[{info.get('seq')}] {info['event']} {_brief(info.get('payload'))}")
+    return 0 if status == "succeeded" else 1
+
+
+def _brief(payload: Any) -> str:
+    text = json.dumps(payload) if not isinstance(payload, str) else payload
+    return text if len(text) <= 160 else text[:157] + "..."
+
+
+def status(args: argparse.Namespace) -> int:
+    with client() as http:
+        found = checked(http.get(f"/api/v1/runs/{args.id}")).json()
+    print(f"{found['id']}: {found['status']}  task={found['task']} model={found['model']} agent={found['agent']}")
+    print(f"tokens={found['total_tokens']} cost=${found['cost_usd']:.6f} duration={found['duration_s']}s")
+    if found.get("error"):
+        print(f"error: {found['error']}")
+    return 0
+
+
+def logs(args: argparse.Namespace) -> int:
+    after = 0
+    with client() as http:
+        while True:
+            page = checked(http.get(f"/api/v1/runs/{args.id}/events", params={"after": after})).json()
+            for event in page["data"]:
+                print(f"[{event['seq']}] {event['kind']} {_brief(event['payload'])}")
+            after = page["next_after"]
+            if not page["has_more"]:
+                return 0
+
+
+def download(args: argparse.Namespace) -> int:
+    target = Path(args.dir or args.id)
+    with client() as http:
+        artifacts = checked(http.get(f"/api/v1/runs/{args.id}/artifacts")).json()["data"]
+        for artifact in artifacts:
+            path = (target / artifact["path"]).resolve()
+            if not path.is_relative_to(target.resolve()):
+                continue
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(checked(http.get(artifact["url"])).content)
+            print(f"{path} ({artifact['size']} bytes)")
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="jetty", description="The command line for a Jetty server.")
+    commands = top.add_subparsers(dest="command", required=True)
+    sub = commands.add_parser("login", help="store the server URL and an API token")
+    sub.add_argument("--url", required=True)
+    sub.add_argument("--token")
+    sub.set_defaults(handler=login)
+    sub = commands.add_parser("validate", help="check a runbook")
+    sub.add_argument("runbook")
+    sub.set_defaults(handler=validate)
+    sub = commands.add_parser("run", help="run a runbook and stream its progress")
+    sub.add_argument("runbook")
+    sub.add_argument("--param", action="append", default=[], metavar="K=V")
+    sub.add_argument("--file", action="append", default=[])
+    sub.add_argument("--model")
+    sub.add_argument("--agent")
+    sub.add_argument("--instruction", default="Follow the runbook.")
+    sub.set_defaults(handler=run)
+    for name, handler, helptext in (("status", status, "a run's state"), ("logs", logs, "a run's events")):
+        sub = commands.add_parser(name, help=helptext)
+        sub.add_argument("id")
+        sub.set_defaults(handler=handler)
+    sub = commands.add_parser("download", help="a run's result files")
+    sub.add_argument("id")
+    sub.add_argument("--dir")
+    sub.set_defaults(handler=download)
+    return top
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return int(args.handler(args))
+    except Failure as failure:
+        print(f"jetty: {failure}", file=sys.stderr)
+        return 2
+    except (httpx.HTTPError, OSError) as exc:
+        print(f"jetty: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
