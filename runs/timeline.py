@@ -110,7 +110,7 @@ class Timeline:
                 records.append(calls.pop(0)[1])
                 continue
             read, line = lines.pop(0)
-            events, _final = self.agent.events(line, read)
+            events = self.agent.events(line, read)
             if any(e.kind == "tool.result" for e in events):
                 events += self.watch.changes(read)
             records += events

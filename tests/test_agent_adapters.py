@@ -16,7 +16,7 @@ STREAMS = Path(__file__).parent / "fixtures" / "cli-streams"
 def read(agent, sample: str):
     events = []
     for line in (STREAMS / sample).read_text().splitlines():
-        events += agent.events(line, 0.0)[0]
+        events += agent.events(line, 0.0)
     return [(e.kind, e.payload) for e in events]
 
 
@@ -56,7 +56,7 @@ def test_claude_code_s_partial_messages_and_unknown_lines_do_not_break_it():
     agent = ClaudeCode()
     events = read(agent, "claude_partial.jsonl")
     assert agent.final == "DONE"
-    (unknown,) = agent.events("not json", 0)[0]
+    (unknown,) = agent.events("not json", 0)
     assert (unknown.kind, unknown.payload) == ("log", {"stream": "stdout", "line": "not json"})
     assert all(kind in {"log", "agent.message", "tool.call", "command", "tool.result"} for kind, _ in events)
 

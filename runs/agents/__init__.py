@@ -31,6 +31,11 @@ def sanitise(value: Any) -> Any:
     return value
 
 
+def stdout_line(line: str, ts: float) -> EventRecord:
+    """A line the agent printed that is not one of its structured events."""
+    return EventRecord(kind="log", ts=ts, payload={"stream": "stdout", "line": sanitise(line)})
+
+
 @dataclass
 class Launch:
     argv: list[str]
@@ -74,8 +79,8 @@ class Agent(ABC):
         """Write the agent's configuration into its home and say how to start it."""
 
     @abstractmethod
-    def events(self, line: str, ts: float) -> tuple[list[EventRecord], str | None]:
-        """Trajectory events for one line the agent printed, and its final answer if the line carries it."""
+    def events(self, line: str, ts: float) -> list[EventRecord]:
+        """Trajectory events for one line the agent printed (a final answer it carries goes to ``final``)."""
 
 
 class JettyAgent(Agent):
@@ -109,18 +114,18 @@ class JettyAgent(Agent):
             },
         )
 
-    def events(self, line: str, ts: float) -> tuple[list[EventRecord], str | None]:
+    def events(self, line: str, ts: float) -> list[EventRecord]:
         try:
             data = json.loads(line)
         except ValueError:
             data = None
         if not isinstance(data, dict) or "type" not in data:
-            return [EventRecord(kind="log", ts=ts, payload={"stream": "stdout", "line": sanitise(line)})], None
+            return [stdout_line(line, ts)]
         kind = data.pop("type")
         if kind == "final":
             self.final = sanitise(str(data.get("content") or ""))
-            return [], self.final
-        return [EventRecord(kind=self.KINDS.get(kind, "log"), ts=ts, payload=sanitise(data))], None
+            return []
+        return [EventRecord(kind=self.KINDS.get(kind, "log"), ts=ts, payload=sanitise(data))]
 
 
 def _registry() -> dict[str, Callable[[], Agent]]:

@@ -20,7 +20,7 @@ from django.conf import settings
 
 from trajectories.actions import EventRecord
 
-from . import Agent, Launch, Mission, sanitise
+from . import Agent, Launch, Mission, sanitise, stdout_line
 
 AGENTS_MOUNT = "/opt/jetty/agents"
 PATH = f"{AGENTS_MOUNT}/bin:/usr/local/bin:/usr/bin:/bin"
@@ -103,12 +103,12 @@ class CliAgent(Agent):
             env["NO_PROXY"] = env["no_proxy"] = "127.0.0.1,localhost"
         return env
 
-    def events(self, line: str, ts: float) -> tuple[list[EventRecord], str | None]:
+    def events(self, line: str, ts: float) -> list[EventRecord]:
         data = _json(line)
         if data is None or self.type_field not in data:
-            return [EventRecord(kind="log", ts=ts, payload={"stream": "stdout", "line": sanitise(line)})], None
+            return [stdout_line(line, ts)]
         events = [EventRecord(kind=kind, ts=ts, payload=sanitise(payload)) for kind, payload in self.parse(data)]
-        return events, None
+        return events
 
     @abstractmethod
     def parse(self, data: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
@@ -427,11 +427,11 @@ class GenericCli(CliAgent):
         }
         return Launch(argv=argv, env=env)
 
-    def events(self, line: str, ts: float) -> tuple[list[EventRecord], str | None]:
+    def events(self, line: str, ts: float) -> list[EventRecord]:
         if self.config.get("output", "text") == "text":
             if line.strip():
                 self.final = line.strip()
-            return [EventRecord(kind="log", ts=ts, payload={"stream": "stdout", "line": sanitise(line)})], None
+            return [stdout_line(line, ts)]
         return super().events(line, ts)
 
     def parse(self, data: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
