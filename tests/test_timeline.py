@@ -62,3 +62,24 @@ def test_calls_left_when_the_agent_is_gone_are_flushed_at_the_end(run):
     flush_pending_calls(run.pk)
     assert list(run.events.values_list("kind", flat=True)) == ["model.call"]
     assert Run.objects.get(pk=run.pk).prompt_tokens == 2
+
+
+def test_changes_seen_in_one_scan_come_in_the_order_they_happened(tmp_path):
+    import os
+
+    from runs.agents import WorkspaceWatch
+
+    watch = WorkspaceWatch(tmp_path)
+    (tmp_path / "results").mkdir()
+    for name, mtime in (("zeta.txt", 100), ("alpha.txt", 200)):
+        (tmp_path / "results" / name).write_text(name)
+        os.utime(tmp_path / "results" / name, ns=(mtime, mtime))
+    changes = watch.changes(1.0)
+    assert [(e.payload["path"], e.payload["action"]) for e in changes] == [
+        ("/app/results/zeta.txt", "created"),
+        ("/app/results/alpha.txt", "created"),
+    ]
+    (tmp_path / "results" / "zeta.txt").unlink()
+    assert [(e.payload["path"], e.payload["action"]) for e in watch.changes(2.0)] == [
+        ("/app/results/zeta.txt", "deleted")
+    ]

@@ -192,7 +192,8 @@ class WorkspaceWatch:
     def changes(self, ts: float) -> list[EventRecord]:
         now = self.scan()
         events = []
-        for name in sorted(set(now) | set(self.seen)):
+        # Several changes can land in one scan when the agent outruns the reader: order them as they happened.
+        for name in sorted(set(now) | set(self.seen), key=lambda n: (now.get(n, (0, 0))[1], n)):
             before, after = self.seen.get(name), now.get(name)
             if before == after:
                 continue
