@@ -86,6 +86,29 @@ class Collection(models.Model):
         return f"{self.org}/{self.name}"
 
 
+class CollectionVariable(models.Model):
+    """An environment variable of a collection's runs. Secrets are encrypted at rest and never returned in clear."""
+
+    NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]{0,127}$"
+
+    collection = models.ForeignKey(Collection, on_delete=models.CASCADE, related_name="variables")
+    name = models.CharField(max_length=128)
+    secret = models.BooleanField(default=True)
+    value_encrypted = models.TextField()
+    updated = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["collection", "name"], name="variable_name_per_collection")]
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return f"{self.collection}:{self.name}"
+
+    @property
+    def value(self) -> str:
+        return crypto.decrypt(self.value_encrypted)
+
+
 class ApiTokenQuerySet(models.QuerySet["ApiToken"]):
     def usable(self) -> ApiTokenQuerySet:
         now = timezone.now()

@@ -33,6 +33,10 @@ class AgentRequest:
     collection_id: int | None = None
     file_paths: list[str] = field(default_factory=list)
     file_ids: list[str] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
+    secrets: dict[str, str] = field(default_factory=dict)  # environment variables, encrypted at rest
+    parent_id: int | None = None
+    task_version: int | None = None
 
 
 def resolve_uploads(principal: Principal, request: AgentRequest) -> list[str]:
@@ -75,7 +79,11 @@ def start_agent_run(principal: Principal, request: AgentRequest) -> tuple[Run, b
                 agent=request.agent,
                 snapshot=request.snapshot,
                 token_prefix=principal.prefix,
-                metadata={"params": sorted(request.params)},
+                parent_id=request.parent_id,
+                metadata={
+                    "params": sorted(request.params),
+                    **({"task_version": request.task_version} if request.task_version else {}),
+                },
             )
             Job.objects.create(
                 run=run,
@@ -89,6 +97,8 @@ def start_agent_run(principal: Principal, request: AgentRequest) -> tuple[Run, b
                 webhook_secret_encrypted=crypto.encrypt(request.webhook_secret) if request.webhook_secret else "",
                 idempotency_key=request.idempotency_key,
                 file_paths=keys,
+                env=request.env,
+                secrets_encrypted=Job.seal(request.secrets),
             )
             move_run(run.pk, RunStatus.QUEUED, task=request.task, agent=request.agent, model=request.model)
             transaction.on_commit(lambda: execute_run.delay(run.pk))
@@ -109,17 +119,26 @@ def cancel_run(run: Run) -> Run:
         job.save(update_fields=["cancel_requested"])
         if run.status == RunStatus.QUEUED:
             return end_run(run.pk, RunStatus.CANCELLED, error_kind="user", error="cancelled on request")
+        if run.kind == RunKind.WORKFLOW:
+            from .tasks import execute_run
+
+            # A workflow waiting for child runs holds no worker to notice: wake it.
+            transaction.on_commit(lambda: execute_run.delay(run.pk))
     return run
 
 
 def end_run(run_id: int, status: str, **fields: Any) -> Run:
     """Move a run to a final state and, once committed, send it to its webhook if it has one."""
-    from .tasks import deliver_webhook
+    from .tasks import deliver_webhook, execute_run
     from .timeline import flush_pending_calls
 
     with transaction.atomic():
         flush_pending_calls(run_id)
         run = move_run(run_id, status, **fields)
+        Job.objects.filter(run_id=run_id).exclude(secrets_encrypted="").update(secrets_encrypted="")
         if Job.objects.filter(run_id=run_id).exclude(webhook_url="").exists():
             transaction.on_commit(lambda: deliver_webhook.delay(run_id))
+        if run.parent_id is not None:
+            parent_id = run.parent_id  # a waiting workflow step looks again at once
+            transaction.on_commit(lambda: execute_run.delay(parent_id))
     return run

@@ -23,13 +23,14 @@ from django.db import close_old_connections, transaction
 from django.utils import timezone
 
 from trajectories.actions import EventRecord, append_events, move_run
-from trajectories.models import FINAL_STATUSES, Artifact, ErrorKind, Run, RunStatus
+from trajectories.models import FINAL_STATUSES, Artifact, ErrorKind, Run, RunKind, RunStatus
 
 from .actions import end_run
 from .agents import Agent, Mission, agent_for, sanitise
 from .models import Job, RunToken, Upload
 from .sandboxes import Limits, Outcome, SandboxSpec, create_sandbox, destroy_leftovers
 from .sandboxes.base import GATEWAY_SOCKET
+from .secrets import Masker
 from .timeline import Timeline, flush_pending_calls
 
 logger = logging.getLogger(__name__)
@@ -66,6 +67,11 @@ def claim(run_id: int) -> tuple[Job, int] | None:
         if run.status in FINAL_STATUSES:
             return None
         now = timezone.now()
+        if run.status == RunStatus.RUNNING and not job.worker:
+            # A workflow that let its worker go while it waits for child runs: taken back, not a new attempt.
+            job.heartbeat_at, job.worker = now, worker_id()
+            job.save(update_fields=["heartbeat_at", "worker"])
+            return job, job.attempts
         if run.status == RunStatus.RUNNING and job.heartbeat_at and now - job.heartbeat_at < Job.stalled_after():
             return None
         job.attempts += 1
@@ -97,6 +103,11 @@ class Heartbeat(threading.Thread):
 
 
 def execute(run_id: int) -> None:
+    if Run.objects.filter(pk=run_id, kind=RunKind.WORKFLOW).exists():
+        from .workflows.engine import advance
+
+        advance(run_id)
+        return
     claimed = claim(run_id)
     if claimed is None:
         return
@@ -143,10 +154,11 @@ def execute(run_id: int) -> None:
         if agent.version:
             Run.objects.filter(pk=run.pk).update(metadata={**run.metadata, "agent_version": agent.version})
         argv = launch.argv if job.network else with_gateway_relay(launch.argv)
-        execution = sandbox.start(argv, launch.env)
+        # The collection's variables and the secrets the runbook declares; the agent's own settings win.
+        execution = sandbox.start(argv, {**job.env, **job.secrets, **launch.env})
         heartbeat = Heartbeat(job.pk, execution.kill)
         heartbeat.start()
-        Timeline(run.pk, agent, sandbox.workspace).follow(execution.lines())
+        Timeline(run.pk, agent, sandbox.workspace, Masker(job.secrets)).follow(execution.lines())
         outcome = execution.wait()
         flush_pending_calls(run.pk)  # a call whose answer the agent never read to the end
         heartbeat.stopped.set()
@@ -228,8 +240,10 @@ def collect(run: Run, job: Job, results: Path, final_answer: str | None) -> None
 
 
 def finish(run: Run, job: Job, outcome: Outcome, agent: Agent) -> None:
+    mask = Masker(job.secrets)
     job.refresh_from_db(fields=["cancel_requested"])
-    problem = agent.problem()
+    problem = mask(agent.problem())
+    outcome.stderr_tail = mask(outcome.stderr_tail)
     failed = outcome.timed_out or outcome.user_error or outcome.exit_code != 0 or problem
     if failed and outcome.stderr_tail.strip() and not job.cancel_requested:
         # The agent's own log goes into the trajectory, so a crash can be read after the sandbox is gone.

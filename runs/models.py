@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import secrets
 from datetime import timedelta
 
@@ -10,7 +11,7 @@ from django.db import models
 from django.utils import timezone
 
 from orgs import crypto
-from orgs.models import Org, hash_token
+from orgs.models import Collection, Org, hash_token
 from trajectories.models import Run
 
 RUN_TOKEN_PREFIX = "jrt_"
@@ -38,6 +39,10 @@ class Job(models.Model):
     cancel_requested = models.BooleanField(default=False)
     final_answer = models.TextField(blank=True)
     validation = models.JSONField(null=True, blank=True)
+    env = models.JSONField(default=dict, blank=True, help_text="Plain environment variables for the sandbox")
+    secrets_encrypted = models.TextField(
+        blank=True, help_text="Secret environment variables (encrypted JSON), wiped when the run ends"
+    )
     created = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -60,6 +65,14 @@ class Job(models.Model):
     @property
     def webhook_secret(self) -> str:
         return crypto.decrypt(self.webhook_secret_encrypted) if self.webhook_secret_encrypted else ""
+
+    @property
+    def secrets(self) -> dict[str, str]:
+        return json.loads(crypto.decrypt(self.secrets_encrypted)) if self.secrets_encrypted else {}
+
+    @staticmethod
+    def seal(secrets: dict[str, str]) -> str:
+        return crypto.encrypt(json.dumps(secrets)) if secrets else ""
 
 
 class RunTokenQuerySet(models.QuerySet["RunToken"]):
@@ -141,3 +154,144 @@ class Upload(models.Model):
 
     def __str__(self) -> str:
         return self.key
+
+
+class TaskKind(models.TextChoices):
+    RUNBOOK = "runbook", "Runbook"
+    WORKFLOW = "workflow", "Workflow"
+
+
+class TaskQuerySet(models.QuerySet["Task"]):
+    def for_principal(self, principal) -> TaskQuerySet:
+        """The tasks a caller may see: its org's, and only its collection's for a collection-scoped token."""
+        tasks = self.filter(collection__org=principal.org)
+        if principal.collection is not None:
+            tasks = tasks.filter(collection=principal.collection)
+        return tasks
+
+
+class Task(models.Model):
+    """A named, versioned runbook or workflow in a collection. Every push makes a new version."""
+
+    collection = models.ForeignKey(Collection, on_delete=models.CASCADE, related_name="tasks")
+    name = models.SlugField(max_length=100)
+    kind = models.CharField(max_length=10, choices=TaskKind.choices)
+    description = models.TextField(blank=True)
+    latest_version = models.PositiveIntegerField(default=0)
+    created = models.DateTimeField(auto_now_add=True)
+    updated = models.DateTimeField(auto_now=True)
+
+    objects = TaskQuerySet.as_manager()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["collection", "name"], name="task_name_per_collection")]
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return f"{self.collection.name}/{self.name}"
+
+    def version(self, number: int | None = None) -> TaskVersion:
+        return self.versions.get(number=number or self.latest_version)
+
+
+class TaskVersion(models.Model):
+    """One stored version of a task: the runbook markdown or the workflow definition, plus its folder's files."""
+
+    task = models.ForeignKey(Task, on_delete=models.CASCADE, related_name="versions")
+    number = models.PositiveIntegerField()
+    runbook = models.TextField(blank=True)
+    workflow = models.JSONField(null=True, blank=True)
+    files = models.JSONField(default=dict, blank=True, help_text="Other text files of the folder, by relative path")
+    validation = models.JSONField(default=dict, blank=True, help_text="The validator's report at save time")
+    message = models.CharField(max_length=500, blank=True)
+    token_prefix = models.CharField(max_length=16, blank=True)
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["task", "number"], name="one_task_version_number")]
+        ordering = ["task", "number"]
+
+    def __str__(self) -> str:
+        return f"{self.task} v{self.number}"
+
+    @property
+    def source(self) -> str:
+        """The version as text: the runbook, or the workflow as indented JSON (what diffs compare)."""
+        if self.workflow is not None:
+            return json.dumps(self.workflow, indent=2, sort_keys=True) + "\n"
+        return self.runbook
+
+
+class Workflow(models.Model):
+    """A workflow run's definition and where it is: the checkpoint a resumed worker continues from."""
+
+    run = models.OneToOneField(Run, on_delete=models.CASCADE, related_name="workflow")
+    definition = models.JSONField()
+    cursor = models.PositiveIntegerField(default=0, help_text="Index of the next step to run")
+    moves = models.PositiveIntegerField(default=0, help_text="Steps started, jumps included (bounds runaway loops)")
+
+    def __str__(self) -> str:
+        return f"workflow of {self.run}"
+
+
+class StepStatus(models.TextChoices):
+    RUNNING = "running", "Running"
+    WAITING = "waiting", "Waiting for child runs"
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed"
+
+    @classmethod
+    def final(cls) -> frozenset[str]:
+        return frozenset({cls.SUCCEEDED, cls.FAILED})
+
+
+class StepRun(models.Model):
+    """One execution of one workflow step (a step inside a loop runs once per pass): its checkpoint."""
+
+    workflow = models.ForeignKey(Workflow, on_delete=models.CASCADE, related_name="steps")
+    name = models.CharField(max_length=100)
+    index = models.PositiveIntegerField()
+    visit = models.PositiveIntegerField(default=1, help_text="Which pass over this step (loops pass again)")
+    step_type = models.CharField(max_length=50)
+    status = models.CharField(max_length=10, choices=StepStatus.choices, default=StepStatus.RUNNING)
+    inputs = models.JSONField(default=dict, blank=True)
+    outputs = models.JSONField(default=dict, blank=True)
+    state = models.JSONField(default=dict, blank=True, help_text="What a step keeps between attempts (child runs)")
+    error = models.TextField(blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    started = models.DateTimeField(default=timezone.now)
+    finished = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["workflow", "name", "visit"], name="one_step_run_per_visit")]
+        ordering = ["workflow", "started", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.name} #{self.visit} ({self.status})"
+
+
+class Cadence(models.TextChoices):
+    HOURLY = "hourly", "Every hour"
+    DAILY = "daily", "Every day"
+    WEEKDAYS = "weekdays", "Monday to Friday"
+    WEEKLY = "weekly", "Every week"
+
+
+class Routine(models.Model):
+    """A schedule that runs a stored task (UTC), fired by Celery beat."""
+
+    public_id = models.CharField(max_length=32, unique=True)
+    task = models.ForeignKey(Task, on_delete=models.CASCADE, related_name="routines")
+    cadence = models.CharField(max_length=10, choices=Cadence.choices)
+    minute = models.PositiveSmallIntegerField(default=0)
+    hour = models.PositiveSmallIntegerField(default=0, help_text="Ignored for hourly")
+    weekday = models.PositiveSmallIntegerField(default=0, help_text="0 is Monday; weekly only")
+    init_params = models.JSONField(default=dict, blank=True)
+    paused = models.BooleanField(default=False)
+    next_run_at = models.DateTimeField(db_index=True)
+    last_run = models.ForeignKey(Run, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    token_prefix = models.CharField(max_length=16, blank=True)
+    created = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"{self.task} {self.cadence}"

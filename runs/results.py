@@ -37,6 +37,9 @@ def run_summary(run: Run) -> dict[str, Any]:
         "cost_usd": float(run.cost_usd),
         "duration_s": run.duration_s,
         "error": run.error or None,
+        "kind": run.kind,
+        "outputs": run.metadata.get("outputs"),
+        "parent_run_id": run.parent.public_id if run.parent_id and run.parent else None,
         "trajectory_url": f"{base}/events",
     }
 

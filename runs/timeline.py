@@ -27,6 +27,7 @@ from trajectories.models import Run
 from .agents import Agent, WorkspaceWatch
 from .gateway.pricing import cost_of
 from .models import PendingModelCall
+from .secrets import Masker
 
 
 def priced(event: dict) -> EventRecord:
@@ -69,8 +70,9 @@ def flush_pending_calls(run_id: int) -> None:
 class Timeline:
     POLL_S = 0.1  # how often pending calls are looked for while the agent prints nothing
 
-    def __init__(self, run_id: int, agent: Agent, workspace: Path):
+    def __init__(self, run_id: int, agent: Agent, workspace: Path, mask: Masker | None = None):
         self.run_id, self.agent = run_id, agent
+        self.mask = mask or Masker()
         self.watch = WorkspaceWatch(workspace)
         self.lines: queue.Queue[tuple[float, str] | None] = queue.Queue()
 
@@ -114,5 +116,8 @@ class Timeline:
             if any(e.kind == "tool.result" for e in events):
                 events += self.watch.changes(read)
             records += events
+        if records and self.mask:
+            for record in records:
+                record.payload = self.mask(record.payload)
         if records:
             append_with_usage(self.run_id, records)

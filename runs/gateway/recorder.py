@@ -172,6 +172,10 @@ def hold_run_model_call(run_id: int, event: dict[str, Any]) -> None:
     """Store a sandbox's model call for its run's worker, which places it in the trajectory among the agent's own
     output (``runs.timeline``). Called before the agent has the whole answer, so nothing it does because of the
     answer can be placed before the call."""
-    from ..models import PendingModelCall
+    from ..models import Job, PendingModelCall
+    from ..secrets import Masker
 
+    sealed = Job.objects.filter(run_id=run_id).values_list("secrets_encrypted", flat=True).first()
+    if sealed:  # what the agent sends the model may quote a secret it was given (a command's output, say)
+        event = Masker(Job(secrets_encrypted=sealed).secrets)(event)
     PendingModelCall.objects.create(run_id=run_id, ended=time.time(), event=event)
