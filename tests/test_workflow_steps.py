@@ -182,7 +182,7 @@ def test_document_extraction_validates_and_fixes_up_to_its_cap(workflow_run):
 class Receiver(http.server.BaseHTTPRequestHandler):
     seen: list = []
 
-    def do_POST(self):  # noqa: N802
+    def do_POST(self):
         body = self.rfile.read(int(self.headers["content-length"] or 0))
         Receiver.seen.append((self.path, dict(self.headers), body))
         status = 500 if self.path == "/fail" else 200
@@ -191,7 +191,7 @@ class Receiver(http.server.BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(json.dumps({"got": len(body)}).encode())
 
-    do_GET = do_POST  # noqa: N815
+    do_GET = do_POST
 
     def log_message(self, *args):
         pass
