@@ -276,6 +276,8 @@ JETTY_GENERIC_AGENTS: dict = json.loads(os.environ.get("JETTY_GENERIC_AGENTS") o
 JETTY_RUN_STALLED_S = env_float("JETTY_RUN_STALLED_S", 60.0)
 # How long `POST /api/v1/run-sync/…` waits for the run to end before answering 202 with its current state.
 JETTY_RUN_SYNC_WAIT_S = env_float("JETTY_RUN_SYNC_WAIT_S", 900.0)
+# Fault injection for the crash tests: a worker SIGKILLs itself right after this workflow step has finished.
+JETTY_FAULT_KILL_AFTER_STEP = env_str("JETTY_FAULT_KILL_AFTER_STEP", "")
 # Webhooks: attempts and backoff (seconds before the second attempt, doubling after).
 JETTY_WEBHOOK_MAX_ATTEMPTS = env_int("JETTY_WEBHOOK_MAX_ATTEMPTS", 6)
 JETTY_WEBHOOK_BACKOFF_S = env_float("JETTY_WEBHOOK_BACKOFF_S", 5.0)

@@ -10,10 +10,13 @@ twice), and the sweeper hands a stalled workflow to another worker.
 from __future__ import annotations
 
 import logging
+import os
+import signal
 import threading
 import time
 from typing import Any
 
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
@@ -131,7 +134,10 @@ class Engine:
                 logger.exception("step %s of run %s raised", name, self.run.public_id)
                 error = f"internal error: {exc!r}"
             else:
-                return self.finished(record, outcome)
+                going_on = self.finished(record, outcome)
+                if settings.JETTY_FAULT_KILL_AFTER_STEP == record.name:
+                    os.kill(os.getpid(), signal.SIGKILL)  # fault injection: the worker dies between two steps
+                return going_on
             error = self.mask(error)
             if record.attempts <= retries:
                 self.event(record, "log", {"level": "warning", "retry": record.attempts, "error": error})
