@@ -286,4 +286,4 @@ JETTY_MAX_UPLOAD_BYTES = env_int("JETTY_MAX_UPLOAD_BYTES", 256 * 1024 * 1024)
 # The gateway's unix socket (daphne listens on it too): sandboxes with network off reach the gateway only here.
 JETTY_GATEWAY_SOCKET = env_str("JETTY_GATEWAY_SOCKET", str(VAR_DIR / "run" / "gateway.sock"))
 JETTY_DOCKER_HOST = env_str("JETTY_DOCKER_HOST", env_str("DOCKER_HOST", "unix:///var/run/jetty-docker/docker.sock"))
-JETTY_IMAGE_VERSION = env_str("JETTY_IMAGE_VERSION", "1")
+JETTY_IMAGE_VERSION = env_str("JETTY_IMAGE_VERSION", "2")

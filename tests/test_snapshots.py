@@ -1,4 +1,5 @@
-"""The Docker snapshots carry what they promise: Node.js, Python with uv, Chromium driven by Playwright."""
+"""The Docker snapshots carry what they promise: Node.js, Python with uv, pandas and plotly, Chromium driven by
+Playwright."""
 
 from __future__ import annotations
 
@@ -45,6 +46,16 @@ def test_general_has_node_and_npm(docker_sandbox):
 def test_python_has_uv_and_venv(docker_sandbox):
     lines = run(docker_sandbox("python"), "uv --version | cut -d' ' -f1; python3 -m venv /tmp/v && echo venv")
     assert lines == ["uv", "venv"]
+
+
+def test_python_has_pandas_and_plotly_offline(docker_sandbox):
+    script = (
+        "import pandas as pd, plotly.express as px; "
+        "df = pd.DataFrame({'k': ['a', 'b', 'a'], 'v': [1, 2, 3]}); "
+        "fig = px.bar(df.groupby('k', as_index=False)['v'].sum(), x='k', y='v'); "
+        "print(fig.data[0].type); print([int(y) for y in fig.data[0].y])"
+    )
+    assert run(docker_sandbox("python"), f'python3 -c "{script}"') == ["bar", "[4, 2]"]
 
 
 def test_browser_renders_a_page_with_playwright(docker_sandbox):
