@@ -304,6 +304,20 @@ def get_run(run_id: str, ctx: Context) -> dict[str, Any]:
     return run
 
 
+def _answer(response: Any) -> Any:
+    """What a chat completion answered (its text and tool calls); another wire's response as it is."""
+    choices = response.get("choices") if isinstance(response, dict) else None
+    message = choices[0].get("message") if choices and isinstance(choices[0], dict) else None
+    if not isinstance(message, dict):
+        return response
+    calls = [
+        {"name": (c.get("function") or {}).get("name"), "arguments": (c.get("function") or {}).get("arguments")}
+        for c in message.get("tool_calls") or []
+        if isinstance(c, dict)
+    ]
+    return _drop_none(content=message.get("content"), tool_calls=calls or None)
+
+
 def compact_event(event: dict[str, Any], limit: int) -> dict[str, Any]:
     """One event, small enough to read in bulk: the accounting of a model call and an excerpt of its answer;
     any other payload cut to ``limit`` characters."""
@@ -320,10 +334,7 @@ def compact_event(event: dict[str, Any], limit: int) -> dict[str, Any]:
             finish_reason=payload.get("finish_reason"),
             error=payload.get("error"),
         )
-        response = payload.get("response") or {}
-        choices = response.get("choices") if isinstance(response, dict) else None
-        answer = choices[0].get("message") if choices and isinstance(choices[0], dict) else response
-        out["response"] = _clip(answer, limit)
+        out["response"] = _clip(_answer(payload.get("response")), limit)
     else:
         out["payload"] = _clip(payload, limit)
     return out
