@@ -194,7 +194,7 @@ def _start(
 
 RUN_ARGS = """`init_params` fill the runbook's {{variables}} (or a workflow's init_params); `secret_params` reach the
 sandbox as environment variables for this run only and are never stored; `files` are local paths uploaded to
-/app/assets; `model` (e.g. `scripted/default`, `anthropic/claude-sonnet-4-5`), `agent` (`jetty-agent`,
+/app/assets; `model` (e.g. `scripted/default`, `openai/gpt-4o-mini`), `agent` (`jetty-agent`,
 `claude-code`, `codex`, `gemini-cli`) and `version` override the task's own."""
 
 

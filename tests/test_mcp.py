@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from collections.abc import Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -15,16 +16,20 @@ import anyio
 import httpx
 import httpx2
 import pytest
+import yaml
 from mcp import Client, StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
 
+from jetty_cli.main import mcp as mcp_command
+from jetty_cli.main import parser
 from tests.support import servers
 
 from .test_runbooks import GOOD
 
 JETTY = Path(sys.executable).parent / "jetty"
 FINAL = {"succeeded", "failed", "cancelled", "timed_out"}
-PLUGIN = Path(__file__).resolve().parents[1] / "plugins" / "claude-code" / "jetty"
+ROOT = Path(__file__).resolve().parents[1]
+PLUGIN = ROOT / "plugins" / "claude-code" / "jetty"
 TOOLS = {
     "list_collections",
     "create_collection",
@@ -358,3 +363,43 @@ def test_another_org_cannot_see_alices_collection(tmp_path, jetty, alice, bob, m
             assert "not logged in" in await anonymous.fail("list_collections")
 
     drive(scenario)
+
+
+# The Claude Code plugin
+
+
+def skill(name: str) -> tuple[dict[str, Any], str]:
+    text = (PLUGIN / "skills" / name / "SKILL.md").read_text()
+    _, meta, body = text.split("---\n", 2)
+    return yaml.safe_load(meta), body
+
+
+def test_the_plugin_starts_this_server_and_the_marketplace_lists_it():
+    manifest = json.loads((PLUGIN / ".claude-plugin" / "plugin.json").read_text())
+    assert manifest["name"] == "jetty" and re.fullmatch(r"\d+\.\d+\.\d+", manifest["version"])
+    started = json.loads((PLUGIN / ".mcp.json").read_text())["mcpServers"]["jetty"]
+    assert started["command"] == "jetty"
+    assert parser().parse_args(started["args"]).handler is mcp_command  # `jetty mcp`, over stdio
+    market = json.loads((ROOT / ".claude-plugin" / "marketplace.json").read_text())
+    [entry] = market["plugins"]
+    assert entry["name"] == manifest["name"] and (ROOT / entry["source"]).resolve() == PLUGIN
+
+
+def test_the_skills_name_only_tools_the_server_has():
+    mentioned: set[str] = set()
+    for name in ("set-up", "create-runbook", "run-and-inspect"):
+        meta, body = skill(name)
+        assert meta["name"] == name and len(meta["description"]) > 40
+        words = set(re.findall(r"`([a-z_]+)`", body))
+        verbs = {w for w in words if w.split("_")[0] in {"list", "get", "create", "push", "read", "cancel", "check"}}
+        assert verbs <= TOOLS, f"{name} names tools the server lacks: {verbs - TOOLS}"
+        mentioned |= words & TOOLS
+    assert mentioned == TOOLS
+
+
+def test_the_create_runbook_skill_lists_every_validator_finding():
+    source = (ROOT / "runs" / "runbooks.py").read_text()
+    codes = set(re.findall(r'"([a-z_]+_(?:missing|invalid|unknown|unbounded|undeclared|left))"', source))
+    _, body = skill("create-runbook")
+    listed = set(re.findall(r"`([a-z_]+_(?:missing|invalid|unknown|unbounded|undeclared|left))`", body))
+    assert listed == codes
