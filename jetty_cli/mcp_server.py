@@ -166,8 +166,27 @@ def validate_runbook(runbook: str, ctx: Context) -> dict[str, Any]:
 # Running
 
 
+def _uploads(ctx: Context, files: list[str] | None) -> list[tuple[str, tuple[str, bytes, str]]]:
+    """The local files to send with a run. They are read on the MCP server's machine, so only a caller using the
+    server's own login may name them: a caller that brought its own token over HTTP must not read them."""
+    if not files:
+        return []
+    if _bearer(ctx) is not None:
+        raise ToolError(
+            "`files` are read on the machine the MCP server runs on, which this caller (with its own token) may not "
+            "do; run `jetty mcp` on your own machine to upload files"
+        )
+    uploads = []
+    for name in files:
+        path = Path(name).expanduser()
+        if not path.is_file():
+            raise ToolError(f"no such file: {name} (files are read on the machine the MCP server runs on)")
+        uploads.append(("files", (path.name, path.read_bytes(), mimetypes.guess_type(path.name)[0] or "")))
+    return uploads
+
+
 def _start(
-    http: httpx.Client,
+    ctx: Context,
     route: str,
     collection: str,
     task: str,
@@ -176,20 +195,18 @@ def _start(
     secret_params: dict[str, str] | None,
     files: list[str] | None,
     fields: dict[str, Any],
-) -> Any:
+) -> dict[str, Any]:
+    """Start a run of a stored task: JSON, or multipart when there are files to upload."""
     url = f"/api/v1/{route}/{quote(collection)}/{quote(task)}"
-    if not files:
-        body = _drop_none(init_params=init_params, secret_params=secret_params, **fields)
-        return _json(http.post(url, json=body))
-    uploads = []
-    for name in files:
-        path = Path(name).expanduser()
-        if not path.is_file():
-            raise ToolError(f"no such file: {name} (files are read from the machine the MCP server runs on)")
-        uploads.append(("files", (path.name, path.read_bytes(), mimetypes.guess_type(path.name)[0] or "")))
-    data = {k: str(v) for k, v in fields.items() if v is not None and v != ""}
-    data |= {k: json.dumps(v) for k, v in (("init_params", init_params), ("secret_params", secret_params)) if v}
-    return _json(http.post(url, data=data, files=uploads))
+    uploads = _uploads(ctx, files)
+    with api(ctx) as http:
+        if not uploads:
+            return _json(
+                http.post(url, json=_drop_none(init_params=init_params, secret_params=secret_params, **fields))
+            )
+        data = {k: str(v) for k, v in fields.items()}
+        data |= {k: json.dumps(v) for k, v in (("init_params", init_params), ("secret_params", secret_params)) if v}
+        return _json(http.post(url, data=data, files=uploads))
 
 
 RUN_ARGS = """`init_params` fill the runbook's {{variables}} (or a workflow's init_params); `secret_params` reach the
@@ -217,17 +234,16 @@ def run_task(
     fields = _drop_none(
         model=model, agent=agent, version=version, webhook_url=webhook_url, webhook_secret=webhook_secret
     )
-    with api(ctx) as http:
-        return _start(
-            http,
-            "run",
-            collection,
-            task,
-            init_params=init_params,
-            secret_params=secret_params,
-            files=files,
-            fields=fields,
-        )
+    return _start(
+        ctx,
+        "run",
+        collection,
+        task,
+        init_params=init_params,
+        secret_params=secret_params,
+        files=files,
+        fields=fields,
+    )
 
 
 @server.tool(
@@ -247,17 +263,16 @@ def run_task_sync(
     version: int | None = None,
 ) -> dict[str, Any]:
     fields = _drop_none(model=model, agent=agent, version=version)
-    with api(ctx) as http:
-        return _start(
-            http,
-            "run-sync",
-            collection,
-            task,
-            init_params=init_params,
-            secret_params=secret_params,
-            files=files,
-            fields=fields,
-        )
+    return _start(
+        ctx,
+        "run-sync",
+        collection,
+        task,
+        init_params=init_params,
+        secret_params=secret_params,
+        files=files,
+        fields=fields,
+    )
 
 
 # Runs and trajectories

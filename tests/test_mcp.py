@@ -230,12 +230,12 @@ def test_a_runbook_is_validated_pushed_versioned_and_diffed(tmp_path, jetty, ali
     drive(scenario)
 
 
-def test_a_stored_runbook_runs_and_is_inspected_through_the_tools(tmp_path, jetty, alice, worker, mcp_http):
+def test_a_stored_runbook_runs_and_is_inspected_through_the_tools(tmp_path, jetty, alice, worker):
     names = tmp_path / "names.txt"
     names.write_text("ada\nbo\n")
 
     async def scenario():
-        async with over_http(mcp_http, alice.token) as mcp:
+        async with over_stdio(tmp_path, jetty.url, alice.token) as mcp:
             await mcp.call("create_collection", name="greetings")
             await mcp.call("push_task", collection="greetings", task="greet", runbook=RUNBOOK)
             run = await mcp.call(
@@ -359,6 +359,9 @@ def test_another_org_cannot_see_alices_collection(tmp_path, jetty, alice, bob, m
             assert "404" in await outsider.fail("get_task", collection="private", task="greet")
         async with over_http(mcp_http, alice.token) as owner:
             assert [c["name"] for c in (await owner.call("list_collections"))["collections"]] == ["private"]
+            # the MCP server's own files are not for a caller who brought another identity
+            secret = await owner.fail("run_task", collection="private", task="greet", files=[str(tmp_path / "x")])
+            assert "may not" in secret
         async with over_http(mcp_http, None) as anonymous:  # this server holds no token of its own
             assert "not logged in" in await anonymous.fail("list_collections")
 
