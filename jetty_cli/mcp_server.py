@@ -26,7 +26,7 @@ from .main import Failure, checked, client
 FINAL = {"succeeded", "failed", "cancelled", "timed_out"}
 LABELS_LATER = (
     "Labels are not on this Jetty server yet: they arrive with evals (rubrics, judges and human labels). "
-    "The run itself is fine; read its validation_report.json artifact for its own verdict."
+    "Until then, a run's own verdict is in its validation_report.json artifact (read_artifact)."
 )
 INSTRUCTIONS = """Jetty runs AI coding agents in sandboxes on markdown runbooks and records every step.
 Runbooks are stored as versioned tasks in collections. Write a runbook, check it with validate_runbook until it
