@@ -154,6 +154,25 @@ def bob(transactional_db) -> Tenant:
     return make_tenant("globex")
 
 
+def api_for(token: str):
+    """A DRF test client that calls the API with this token (in-process, no server)."""
+    from rest_framework.test import APIClient
+
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
+    return api
+
+
+@pytest.fixture
+def alice_api(alice):
+    return api_for(alice.token)
+
+
+@pytest.fixture
+def bob_api(bob):
+    return api_for(bob.token)
+
+
 def connect_upstream(tenant: Tenant, upstream_url: str) -> None:
     """Give the org keys for providers served by the fake upstream: `openai` (direct) and `hosted_vllm` (litellm)."""
     for provider in ("openai", "hosted_vllm"):

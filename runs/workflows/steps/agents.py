@@ -89,6 +89,7 @@ class RunbookStep(Step):
         }
     )
     outputs = RUN_RECORD
+    raw_params = ("runbook",)  # its {{placeholders}} are its own, filled from template_variables
 
     def run(self, ctx: StepContext, params: Json) -> Json | Wait:
         from ...stored import start_child_runbook
