@@ -5,6 +5,7 @@
     jetty run RUNBOOK.md [--param k=v] [--file F] [--model M] [--agent A]
                                             run it (the jetty block from the frontmatter), streaming progress
     jetty status ID | jetty logs ID | jetty download ID [--dir D]
+    jetty mcp [--http --host H --port P]      the same verbs and more as MCP tools (stdio, or streamable HTTP)
 
 ``JETTY_URL`` and ``JETTY_TOKEN`` override what ``login`` stored.
 """
@@ -29,9 +30,10 @@ class Failure(Exception):
     """A clear message for the user, and a non-zero exit."""
 
 
-def settings() -> tuple[str, str]:
+def settings(token: str | None = None) -> tuple[str, str]:
+    """The server's URL and the token to use: ``token`` when given, else the environment's or the stored one."""
     url = os.environ.get("JETTY_URL") or _read(CONFIG / "url")
-    token = os.environ.get("JETTY_TOKEN") or _read(CONFIG / "token")
+    token = token or os.environ.get("JETTY_TOKEN") or _read(CONFIG / "token")
     if not url or not token:
         raise Failure("not logged in: run `jetty login --url URL` (or set JETTY_URL and JETTY_TOKEN)")
     return url.rstrip("/"), token
@@ -41,8 +43,8 @@ def _read(path: Path) -> str:
     return path.read_text().strip() if path.is_file() else ""
 
 
-def client() -> httpx.Client:
-    url, token = settings()
+def client(token: str | None = None) -> httpx.Client:
+    url, token = settings(token)
     return httpx.Client(
         base_url=url, headers={"authorization": f"Bearer {token}"}, timeout=httpx.Timeout(30, read=None)
     )
@@ -175,6 +177,13 @@ def download(args: argparse.Namespace) -> int:
     return 0
 
 
+def mcp(args: argparse.Namespace) -> int:
+    from .mcp_server import serve
+
+    serve(http=args.http, host=args.host, port=args.port)
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="jetty", description="The command line for a Jetty server.")
     commands = top.add_subparsers(dest="command", required=True)
@@ -201,6 +210,11 @@ def parser() -> argparse.ArgumentParser:
     sub.add_argument("id")
     sub.add_argument("--dir")
     sub.set_defaults(handler=download)
+    sub = commands.add_parser("mcp", help="serve the commands as MCP tools (stdio, or streamable HTTP with --http)")
+    sub.add_argument("--http", action="store_true", help="streamable HTTP at http://HOST:PORT/mcp instead of stdio")
+    sub.add_argument("--host", default="127.0.0.1")
+    sub.add_argument("--port", type=int, default=8765)
+    sub.set_defaults(handler=mcp)
     return top
 
 
