@@ -182,7 +182,7 @@ def runbook_request(
         raise ApiError(400, f"Unknown agent {agent!r}; available: {', '.join(agent_names())}", param="agent")
     chosen = agent_for(agent, model)
     assert chosen is not None
-    runbook = render_runbook(fill_secret_placeholders(text, declared_secrets(text)), init_params)
+    runbook = render_runbook(fill_secret_placeholders(text, declared_secrets(text)), init_params, "init_params")
     return AgentRequest(
         model=model,
         runbook=runbook,

@@ -40,3 +40,67 @@ def make_run(
     )
     record_finished_runs([record])
     return Run.objects.get(public_id=record.public_id)
+
+
+# A runbook that passes the validator with no findings, for stored tasks. It declares a secret, and its first step
+# prints it (so the tests can see it masked wherever the output is stored).
+STORED_RUNBOOK = """---
+version: 1.0.0
+evaluation: programmatic
+agent: jetty-agent
+model: scripted/default
+primary_outputs: [count.txt]
+secrets:
+  API_TOKEN: {env: SERVICE_TOKEN, description: the service token, required: true}
+---
+# Objective
+Count the words of a greeting for {{name}}.
+
+## REQUIRED OUTPUT FILES
+- `/app/results/count.txt`
+- `/app/results/summary.md`
+- `/app/results/validation_report.json`
+
+## Parameters
+- `name`: who to greet
+
+## Dependencies
+- coreutils
+
+## Step 1: environment setup
+```bash
+mkdir -p /app/results && echo "region $REGION token {{secrets.API_TOKEN}}" && test -n "$SERVICE_TOKEN"
+```
+
+## Step 2: count
+```bash
+echo "hello {{name}}" | wc -w > /app/results/count.txt && cat /app/results/count.txt
+```
+
+## Evaluate
+| result | when |
+|---|---|
+| PASS | count.txt holds 2 |
+
+## Iterate (max 3 rounds)
+| symptom | fix |
+|---|---|
+| empty count | rerun step 2 |
+
+## Summary
+Write summary.md.
+
+## Validation report
+```bash
+echo '{"version": "1.0.0", "overall_passed": true, "stages": [{"name": "count", "passed": true}]}' \\
+  > /app/results/validation_report.json
+```
+
+## Final Checklist
+```bash
+test -s /app/results/count.txt && test -s /app/results/validation_report.json
+```
+
+## Tips
+Keep it short.
+"""

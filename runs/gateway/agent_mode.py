@@ -34,21 +34,16 @@ def _bad(message: str, param: str) -> ApiError:
     return ApiError(400, message, code="invalid_value", param=param)
 
 
-def render_runbook(runbook: str, variables: dict[str, Any]) -> str:
+def render_runbook(runbook: str, variables: dict[str, Any], param: str = "jetty.template_variables") -> str:
     """Fill ``{{name}}`` placeholders server-side; ``{{results_dir}}`` is /app/results. Secrets come later."""
     values = {"results_dir": "/app/results", **{k: str(v) for k, v in variables.items()}}
     wanted = {name for name in PLACEHOLDER.findall(runbook) if not name.startswith("secrets.")}
     missing = sorted(wanted - set(values))
     if missing:
-        raise _bad(
-            f"The runbook uses template variables with no value: {', '.join(missing)}", "jetty.template_variables"
-        )
+        raise _bad(f"The runbook uses template variables with no value: {', '.join(missing)}", param)
     unknown = sorted(set(variables) - wanted)
     if unknown:
-        raise _bad(
-            f"Unknown template variables (the runbook does not use them): {', '.join(unknown)}",
-            "jetty.template_variables",
-        )
+        raise _bad(f"Unknown template variables (the runbook does not use them): {', '.join(unknown)}", param)
     return PLACEHOLDER.sub(lambda m: values.get(m.group(1), m.group(0)), runbook)
 
 
