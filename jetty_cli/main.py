@@ -2,6 +2,8 @@
 
     jetty login --url URL [--token T]       store the server and a token (~/.config/jetty, mode 600)
     jetty validate RUNBOOK.md               the validator's errors and warnings; exit 1 on errors
+    jetty push DIR [--collection C] [--name N] [-m MSG]  store a runbook folder as a new version of a task
+    jetty diff COLLECTION/TASK [--from N] [--to M]       what changed between two versions
     jetty run RUNBOOK.md [--param k=v] [--file F] [--model M] [--agent A]
                                             run it (the jetty block from the frontmatter), streaming progress
     jetty status ID | jetty logs ID | jetty download ID [--dir D]
@@ -94,6 +96,68 @@ def frontmatter(text: str) -> dict[str, Any]:
     end = next((i for i in range(1, len(lines)) if lines[i].strip() == "---"), None)
     loaded = yaml.safe_load("\n".join(lines[1:end])) if end else None
     return loaded if isinstance(loaded, dict) else {}
+
+
+TEXT_SUFFIXES = {".md", ".txt", ".json", ".yaml", ".yml", ".csv", ".diff", ".patch", ".py", ".sh", ".html", ".xml"}
+MAX_FOLDER_BYTES = 5 * 1024 * 1024
+
+
+def folder_files(folder: Path, main: Path) -> dict[str, str]:
+    """The folder's other text files (README.md, examples/<id>/…), by relative path."""
+    files: dict[str, str] = {}
+    for path in sorted(folder.rglob("*")):
+        relative = path.relative_to(folder)
+        if path == main or not path.is_file() or any(p.startswith(".") for p in relative.parts):
+            continue
+        if path.suffix.lower() not in TEXT_SUFFIXES:
+            print(f"skipping {relative} (not a text file)", file=sys.stderr)
+            continue
+        files[relative.as_posix()] = path.read_text(errors="replace")
+    if sum(len(v) for v in files.values()) > MAX_FOLDER_BYTES:
+        raise Failure(f"{folder}: the folder's text files hold more than {MAX_FOLDER_BYTES} bytes")
+    return files
+
+
+def push(args: argparse.Namespace) -> int:
+    folder = Path(args.folder)
+    if folder.is_file():
+        folder = folder.parent
+    runbook, workflow = folder / "RUNBOOK.md", folder / "workflow.json"
+    if not runbook.is_file() and not workflow.is_file():
+        raise Failure(f"{folder}: no RUNBOOK.md or workflow.json in it")
+    main = runbook if runbook.is_file() else workflow
+    body: dict[str, Any] = {"name": args.name or folder.resolve().name.lower(), "message": args.message or ""}
+    if main is runbook:
+        body["runbook"] = runbook.read_text()
+    else:
+        try:
+            body["workflow"] = json.loads(workflow.read_text())
+        except ValueError as exc:
+            raise Failure(f"{workflow}: not valid JSON: {exc}") from None
+    body["files"] = folder_files(folder, main)
+    with client() as http:
+        created = http.post("/api/v1/collections", json={"name": args.collection})
+        if created.status_code != 409:
+            checked(created)
+        result = checked(http.post(f"/api/v1/collections/{args.collection}/tasks", json=body)).json()
+    version = result["version"]
+    for finding in version["validation"].get("warnings", []):
+        where = f"{main}:{finding['line']}" if finding.get("line") else str(main)
+        print(f"{where}: warning: {finding['message']} [{finding['code']}]")
+    print(
+        f"pushed {args.collection}/{result['name']} version {version['version']} ({len(body['files'])} other file(s))"
+    )
+    return 0
+
+
+def diff(args: argparse.Namespace) -> int:
+    collection, _, task = args.task.rpartition("/")
+    if not collection:
+        raise Failure("name the task as COLLECTION/TASK")
+    params = {k: v for k, v in (("from", args.old), ("to", args.new)) if v is not None}
+    with client() as http:
+        print(checked(http.get(f"/api/v1/collections/{collection}/tasks/{task}/diff", params=params)).json()["diff"])
+    return 0
 
 
 def run(args: argparse.Namespace) -> int:
@@ -202,6 +266,17 @@ def parser() -> argparse.ArgumentParser:
     sub.add_argument("--agent")
     sub.add_argument("--instruction", default="Follow the runbook.")
     sub.set_defaults(handler=run)
+    sub = commands.add_parser("push", help="store a runbook folder (RUNBOOK.md or workflow.json) as a new task version")
+    sub.add_argument("folder")
+    sub.add_argument("--collection", default=os.environ.get("JETTY_COLLECTION", "default"))
+    sub.add_argument("--name", help="the task's name (default: the folder's)")
+    sub.add_argument("--message", "-m")
+    sub.set_defaults(handler=push)
+    sub = commands.add_parser("diff", help="the diff between two versions of a task")
+    sub.add_argument("task", metavar="COLLECTION/TASK")
+    sub.add_argument("--from", dest="old", type=int)
+    sub.add_argument("--to", dest="new", type=int)
+    sub.set_defaults(handler=diff)
     for name, handler, helptext in (("status", status, "a run's state"), ("logs", logs, "a run's events")):
         sub = commands.add_parser(name, help=helptext)
         sub.add_argument("id")

@@ -72,3 +72,32 @@ def test_run_streams_then_status_logs_and_download(tmp_path, alice, jetty, worke
     assert fetched.returncode == 0, fetched.stderr
     assert (tmp_path / "out/hi.txt").read_text() == "hi ada\n"
     assert (tmp_path / "out/names.txt").read_text() == "ada\nbo\n"
+
+
+def test_push_stores_a_runbook_folder_as_versions_that_diff(tmp_path, alice, jetty):
+    import shutil
+
+    from runs.models import Task
+
+    folder = tmp_path / "pr-review"
+    shutil.copytree(Path(__file__).resolve().parents[1] / "examples" / "pr-review", folder)
+    (folder / "logo.png").write_bytes(b"\x89PNG")
+    first = cli(
+        tmp_path, "push", "pr-review", "--collection", "reviews", "-m", "first", url=jetty.url, token=alice.token
+    )
+    assert first.returncode == 0, first.stderr
+    assert "pushed reviews/pr-review version 1" in first.stdout and "skipping logo.png" in first.stderr
+    task = Task.objects.get(collection__org=alice.org, collection__name="reviews", name="pr-review")
+    stored = task.version(1)
+    assert stored.runbook == (folder / "RUNBOOK.md").read_text() and stored.message == "first"
+    assert "README.md" in stored.files and any(p.startswith("examples/") for p in stored.files)
+    runbook = folder / "RUNBOOK.md"
+    runbook.write_text(runbook.read_text().replace("# Objective", "# Objective\nReview carefully.", 1))
+    second = cli(tmp_path, "push", "pr-review", "--collection", "reviews", url=jetty.url, token=alice.token)
+    assert "version 2" in second.stdout
+    shown = cli(tmp_path, "diff", "reviews/pr-review", url=jetty.url, token=alice.token)
+    assert shown.returncode == 0 and "+Review carefully." in shown.stdout
+    (folder / "RUNBOOK.md").write_text("no frontmatter\n")
+    refused = cli(tmp_path, "push", "pr-review", "--collection", "reviews", url=jetty.url, token=alice.token)
+    assert refused.returncode == 2 and "422" in refused.stderr and "frontmatter" in refused.stderr
+    assert Task.objects.get(pk=task.pk).latest_version == 2
