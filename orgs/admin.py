@@ -5,7 +5,8 @@ from django.contrib import admin, messages
 from django.http import HttpRequest
 from django.utils import timezone
 
-from .models import ApiToken, Collection, Membership, Org, ProviderKey
+from . import crypto
+from .models import ApiToken, Collection, CollectionVariable, Membership, Org, ProviderKey
 
 
 class MembershipInline(admin.TabularInline):
@@ -36,11 +37,44 @@ class MembershipAdmin(admin.ModelAdmin):
     autocomplete_fields = ["user", "org"]
 
 
+class CollectionVariableForm(forms.ModelForm):
+    value = forms.CharField(
+        widget=forms.PasswordInput(render_value=False),
+        required=False,
+        help_text="Write-only. Leave empty to keep the current value.",
+    )
+
+    class Meta:
+        model = CollectionVariable
+        fields = ["name", "secret"]
+
+    def clean(self):
+        cleaned = super().clean() or {}
+        if not self.instance.pk and not cleaned.get("value"):
+            self.add_error("value", "A new variable needs its value.")
+        return cleaned
+
+    def save(self, commit: bool = True) -> CollectionVariable:
+        if self.cleaned_data.get("value"):
+            self.instance.value_encrypted = crypto.encrypt(self.cleaned_data["value"])
+        return super().save(commit)
+
+
+class CollectionVariableInline(admin.TabularInline):
+    """A collection's environment: values are encrypted and never shown, only replaced."""
+
+    model = CollectionVariable
+    form = CollectionVariableForm
+    extra = 0
+    readonly_fields = ["updated"]
+
+
 @admin.register(Collection)
 class CollectionAdmin(admin.ModelAdmin):
     list_display = ["name", "org", "created"]
     list_filter = ["org"]
     search_fields = ["name"]
+    inlines = [CollectionVariableInline]
 
 
 @admin.action(description="Revoke selected tokens")

@@ -11,6 +11,7 @@ from typing import Any
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.http import Http404
+from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework.decorators import api_view
@@ -23,8 +24,9 @@ from orgs.auth import principal_of
 from orgs.models import Collection, CollectionVariable
 from trajectories.models import FINAL_STATUSES, Run
 
-from .models import StepRun, Task, TaskKind, TaskVersion
+from .models import Cadence, Routine, StepRun, Task, TaskKind, TaskVersion
 from .results import run_summary
+from .routines import create_routine, run_now, schedule_of
 from .stored import declared_secrets, diff_versions, push_version, start_task_run
 from .uploads import store_uploads
 
@@ -470,3 +472,111 @@ def run_steps(request: Request, public_id: str) -> Response:
             ],
         }
     )
+
+
+# Routines
+
+
+def routine_json(routine: Routine) -> dict[str, Any]:
+    return {
+        "object": "routine",
+        "id": routine.public_id,
+        "collection": routine.task.collection.name,
+        "task": routine.task.name,
+        "cadence": routine.cadence,
+        "minute": routine.minute,
+        "hour": routine.hour,
+        "weekday": routine.weekday,
+        "init_params": routine.init_params,
+        "paused": routine.paused,
+        "next_run_at": routine.next_run_at.isoformat(),
+        "last_run_id": routine.last_run.public_id if routine.last_run else None,
+    }
+
+
+def get_routine_for(request: Request, public_id: str) -> Routine:
+    tasks = Task.objects.for_principal(principal_of(request))
+    routine = (
+        Routine.objects.filter(task__in=tasks, public_id=public_id)
+        .select_related("task__collection", "last_run")
+        .first()
+    )
+    if routine is None:
+        raise Http404
+    return routine
+
+
+def routine_fields(body: dict[str, Any], partial: bool) -> dict[str, Any]:
+    fields: dict[str, Any] = {}
+    if "cadence" in body or not partial:
+        if body.get("cadence") not in Cadence.values:
+            raise _bad(f"`cadence` must be one of {', '.join(Cadence.values)}", "cadence")
+        fields["cadence"] = body["cadence"]
+    for key, top in (("minute", 59), ("hour", 23), ("weekday", 6)):
+        if key in body:
+            if type(body[key]) is not int or not 0 <= body[key] <= top:
+                raise _bad(f"`{key}` must be an integer from 0 to {top} (UTC; weekday 0 is Monday)", key)
+            fields[key] = body[key]
+    if "init_params" in body:
+        if not isinstance(body["init_params"], dict):
+            raise _bad("`init_params` must be an object", "init_params")
+        fields["init_params"] = body["init_params"]
+    unknown = set(body) - {"cadence", "minute", "hour", "weekday", "init_params"}
+    if unknown:
+        raise _bad(f"Unknown field(s) {', '.join(sorted(unknown))}")
+    return fields
+
+
+@extend_schema(request=OpenApiTypes.OBJECT, responses=OpenApiTypes.OBJECT, operation_id="task_routines")
+@api_view(["GET", "POST"])
+def task_routines(request: Request, name: str, task: str) -> Response:
+    """A task's routines, or a new one: `{"cadence": "hourly|daily|weekdays|weekly", "minute", "hour", "weekday",
+    "init_params"}` (UTC)."""
+    found = get_task_for(request, name, task)
+    if request.method == "GET":
+        routines = found.routines.select_related("task__collection", "last_run")
+        return Response({"object": "list", "data": [routine_json(r) for r in routines]})
+    fields = routine_fields(_body(request), partial=False)
+    routine = create_routine(principal_of(request), found, fields, timezone.now())
+    return Response(routine_json(routine), status=201)
+
+
+@extend_schema(responses=OpenApiTypes.OBJECT, operation_id="routines")
+@api_view(["GET"])
+def routines(request: Request) -> Response:
+    tasks = Task.objects.for_principal(principal_of(request))
+    found = Routine.objects.filter(task__in=tasks).select_related("task__collection", "last_run").order_by("id")
+    return Response({"object": "list", "data": [routine_json(r) for r in found]})
+
+
+@extend_schema(request=OpenApiTypes.OBJECT, responses=OpenApiTypes.OBJECT, operation_id="routine")
+@api_view(["GET", "PATCH", "DELETE"])
+def routine_detail(request: Request, public_id: str) -> Response:
+    routine = get_routine_for(request, public_id)
+    if request.method == "DELETE":
+        routine.delete()
+        return Response(status=204)
+    if request.method == "PATCH":
+        for key, value in routine_fields(_body(request), partial=True).items():
+            setattr(routine, key, value)
+        routine.next_run_at = schedule_of(routine, timezone.now())
+        routine.save()
+    return Response(routine_json(routine))
+
+
+@extend_schema(request=None, responses=OpenApiTypes.OBJECT, operation_id="routine_action")
+@api_view(["POST"])
+def routine_action(request: Request, public_id: str, action: str) -> Response:
+    """`pause`, `resume` (from the next scheduled time after now) or `run` (at once, besides the schedule)."""
+    routine = get_routine_for(request, public_id)
+    now = timezone.now()
+    if action == "run":
+        run = run_now(routine, now)
+        return Response({**routine_json(get_routine_for(request, public_id)), "run_id": run.public_id}, status=202)
+    if action not in ("pause", "resume"):
+        raise Http404
+    routine.paused = action == "pause"
+    if not routine.paused:
+        routine.next_run_at = schedule_of(routine, now)
+    routine.save(update_fields=["paused", "next_run_at"])
+    return Response(routine_json(routine))

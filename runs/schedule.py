@@ -15,6 +15,11 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": 20.0,
         "options": {"queue": Queue.DEFAULT, "expires": 18},
     },
+    "fire-routines": {
+        "task": "runs.tasks.fire_routines",
+        "schedule": 30.0,
+        "options": {"queue": Queue.DEFAULT, "expires": 25},
+    },
     "recover-gateway-spool": {
         "task": "runs.tasks.recover_gateway_spool",
         "schedule": 30.0,

@@ -81,6 +81,14 @@ def remove_orphaned_sandboxes() -> int:
     return len(finished)
 
 
+@shared_task
+def fire_routines() -> int:
+    """Start the runs of every routine that is due (each scheduled time runs once, however often this fires)."""
+    from .routines import fire_due
+
+    return len(fire_due(timezone.now()))
+
+
 @shared_task(bind=True, acks_late=True)
 def deliver_webhook(self, run_id: int, attempt: int = 1) -> bool:
     """Deliver a finished run to its webhook, retrying with exponential backoff; every attempt is recorded."""

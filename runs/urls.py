@@ -23,6 +23,10 @@ urlpatterns = [
     path("collections/<str:name>/tasks/<str:task>/diff", catalog_api.task_diff, name="api-task-diff"),
     path("run/<str:name>/<str:task>", catalog_api.run_task, name="api-run-task"),
     path("run-sync/<str:name>/<str:task>", catalog_api.run_task_sync, name="api-run-task-sync"),
+    path("collections/<str:name>/tasks/<str:task>/routines", catalog_api.task_routines, name="api-task-routines"),
+    path("routines", catalog_api.routines, name="api-routines"),
+    path("routines/<str:public_id>", catalog_api.routine_detail, name="api-routine"),
+    path("routines/<str:public_id>/<str:action>", catalog_api.routine_action, name="api-routine-action"),
     path("step-templates", catalog_api.step_templates, name="api-step-templates"),
     path("runs/<str:public_id>/steps", catalog_api.run_steps, name="api-run-steps"),
 ]

@@ -30,6 +30,11 @@ def admin_client(client, db):
         "/admin/orgs/providerkey/add/",
         "/admin/orgs/collection/",
         "/admin/trajectories/run/",
+        "/admin/runs/task/",
+        "/admin/runs/taskversion/",
+        "/admin/runs/routine/",
+        "/admin/runs/routine/add/",
+        "/admin/runs/workflow/",
     ],
 )
 def test_admin_pages_load(admin_client, url):
@@ -91,3 +96,26 @@ def test_members_are_managed_with_roles(admin_client):
     response = admin_client.post("/admin/orgs/membership/add/", {"org": org.pk, "user": user.pk, "role": "viewer"})
     assert response.status_code == 302
     assert Membership.objects.get(org=org, user=user).role == Role.VIEWER
+
+
+def test_collection_secrets_are_encrypted_at_rest_and_never_shown(admin_client):
+    from orgs.models import Collection, CollectionVariable
+
+    org = Org.objects.create(name="acme")
+    collection = Collection.objects.create(org=org, name="docs")
+    secret = "col-secret-in-admin-0123"
+    url = f"/admin/orgs/collection/{collection.pk}/change/"
+    form = {
+        "org": org.pk,
+        "name": "docs",
+        "description": "",
+        "variables-TOTAL_FORMS": "1",
+        "variables-INITIAL_FORMS": "0",
+        "variables-0-name": "API_TOKEN",
+        "variables-0-secret": "on",
+        "variables-0-value": secret,
+    }
+    assert admin_client.post(url, form, follow=True).status_code == 200
+    variable = CollectionVariable.objects.get(collection=collection)
+    assert secret not in variable.value_encrypted and variable.value == secret and variable.secret
+    assert secret not in admin_client.get(url).content.decode()
