@@ -122,8 +122,10 @@ def cancel_run(run: Run) -> Run:
         if run.kind == RunKind.WORKFLOW:
             from .tasks import execute_run
 
-            # A workflow waiting for child runs holds no worker to notice: wake it.
+            # A workflow waiting for child runs holds no worker to notice: wake it. Its children stop now.
             transaction.on_commit(lambda: execute_run.delay(run.pk))
+    for child in Run.objects.filter(parent=run).exclude(status__in=FINAL_STATUSES):
+        cancel_run(child)
     return run
 
 

@@ -158,3 +158,47 @@ def test_an_agent_run_is_a_step(alice_api, worker):
     (child,) = Run.objects.get(public_id=body["run_id"]).children.all()
     assert child.kind == "agent" and child.agent == "jetty-agent" and child.status == "succeeded"
     assert child.artifacts.get(path="greeting.txt").file.read() == b"hello ada from jetty\n"
+
+
+def test_a_step_over_its_time_limit_fails_the_workflow(alice_api, worker):
+    import http.server
+    import threading
+
+    from .test_workflow_resume import Receiver
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    Receiver.seen, Receiver.release = [], threading.Event()
+    try:
+        slow = f"http://127.0.0.1:{server.server_port}/slow"
+        config = {"type": "http_request", "timeout_s": 1, "params": {"url": slow, "method": "POST"}}
+        definition = workflow(("wait", config))
+        push(alice_api, "flows", "slow", workflow=definition)
+        started = time.monotonic()
+        body = alice_api.post("/api/v1/run-sync/flows/slow", {}, format="json").json()
+        assert body["status"] == "failed" and "step 'wait' failed: timed out after 1 s" in body["error"]
+        assert time.monotonic() - started < 15
+    finally:
+        Receiver.release.set()
+        server.shutdown()
+
+
+def test_cancelling_a_workflow_cancels_its_child_runs(alice_api, worker):
+    from .test_workflow_resume import SLOW_RUNBOOK
+
+    definition = workflow(
+        step("agent", "runbook", runbook=SLOW_RUNBOOK, agent="jetty-agent", model="scripted/default"),
+        step("after", "text_echo", text="never"),
+    )
+    push(alice_api, "flows", "cancelled", workflow=definition)
+    run_id = alice_api.post("/api/v1/run/flows/cancelled", {}, format="json").json()["run_id"]
+    parent = Run.objects.get(public_id=run_id)
+    deadline = time.monotonic() + 30
+    while not parent.children.filter(status="running").exists():
+        assert time.monotonic() < deadline, "the agent run did not start"
+        time.sleep(0.1)
+    assert alice_api.post(f"/api/v1/runs/{run_id}/cancel").status_code == 200
+    assert finished(run_id).status == "cancelled"
+    (child,) = parent.children.all()
+    assert finished(child.public_id).status == "cancelled"
+    assert not StepRun.objects.filter(workflow__run=parent, name="after").exists()
