@@ -75,13 +75,17 @@ class Engine:
         self.configs: dict[str, Json] = definition["step_configs"]
         self.secrets = job.secrets
         self.mask = Masker(self.secrets)
+        self._values: Json | None = None
 
     def values(self) -> Json:
-        """What paths read: init_params, env (variables and secrets), and each step's latest finished pass."""
-        values: Json = {"init_params": self.job.params, "env": {**self.job.env, **self.secrets}}
-        for step in self.workflow.steps.filter(status=StepStatus.SUCCEEDED).order_by("visit"):
-            values[step.name] = {"inputs": step.inputs, "outputs": step.outputs}
-        return values
+        """What paths read: init_params, env (variables and secrets), and each step's latest finished pass. Read
+        from the checkpoints once, then kept up to date as steps finish."""
+        if self._values is None:
+            values: Json = {"init_params": self.job.params, "env": {**self.job.env, **self.secrets}}
+            for step in self.workflow.steps.filter(status=StepStatus.SUCCEEDED).order_by("visit"):
+                values[step.name] = {"inputs": step.inputs, "outputs": step.outputs}
+            self._values = values
+        return self._values
 
     def go(self) -> None:
         while True:
@@ -208,6 +212,8 @@ class Engine:
         outputs, target = (outcome.outputs, outcome.to) if isinstance(outcome, Jump) else (outcome, None)
         with transaction.atomic():
             self.close(record, StepStatus.SUCCEEDED, outputs=self.mask(outputs))
+            if self._values is not None:
+                self._values[record.name] = {"inputs": record.inputs, "outputs": record.outputs}
             cursor = self.steps.index(target) if target else record.index + 1
             Workflow.objects.filter(pk=self.workflow.pk).update(cursor=cursor)
             self.workflow.cursor = cursor

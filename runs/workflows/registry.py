@@ -75,11 +75,10 @@ class Step:
     @classmethod
     def check_params(cls, params: Json) -> None:
         """Validate resolved params against the schema; raises StepFailed naming the field."""
-        try:
-            jsonschema.validate(params, cls.params)
-        except jsonschema.ValidationError as exc:
-            where = ".".join(str(p) for p in exc.absolute_path) or "params"
-            raise StepFailed(f"{where}: {exc.message}") from None
+        error = jsonschema.exceptions.best_match(validator(cls).iter_errors(params))
+        if error is not None:
+            where = ".".join(str(p) for p in error.absolute_path) or "params"
+            raise StepFailed(f"{where}: {error.message}")
 
     @classmethod
     def describe(cls) -> Json:
@@ -90,6 +89,16 @@ class Step:
             "params": cls.params,
             "outputs": cls.outputs,
         }
+
+
+_VALIDATORS: dict[str, jsonschema.protocols.Validator] = {}
+
+
+def validator(cls: type[Step]) -> jsonschema.protocols.Validator:
+    """The params validator of a step type, built once (building one checks the schema itself)."""
+    if cls.type not in _VALIDATORS:
+        _VALIDATORS[cls.type] = jsonschema.Draft202012Validator(cls.params)
+    return _VALIDATORS[cls.type]
 
 
 REGISTRY: dict[str, type[Step]] = {}
