@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -58,7 +59,7 @@ class StepContext:
         append_with_usage(self.run.pk, [record])
 
 
-class Step:
+class Step(ABC):
     """A step type. Subclasses set ``type``, ``description``, ``params`` and ``outputs`` (JSON schemas of
     objects) and implement ``run``. ``raw_params`` are handed over without filling ``{{ … }}`` in them."""
 
@@ -69,8 +70,9 @@ class Step:
     raw_params: ClassVar[tuple[str, ...]] = ()
     category: ClassVar[str] = "general"
 
+    @abstractmethod
     def run(self, ctx: StepContext, params: Json) -> Json | Jump | Wait:
-        raise NotImplementedError
+        """Do the step with resolved, checked params: its outputs, a jump, or a wait for child runs."""
 
     @classmethod
     def check_params(cls, params: Json) -> None:

@@ -6,6 +6,7 @@ import hashlib
 import mimetypes
 
 from django.core.files.base import ContentFile
+from django.db.models.fields.files import FieldFile
 
 from trajectories.models import Artifact, Run
 
@@ -19,8 +20,19 @@ FILE_OUT = obj(
 )
 
 
-def text_of(data: bytes, limit: int) -> tuple[str, bool]:
-    return data[:limit].decode("utf-8", errors="replace"), len(data) > limit
+def read_stored(file: FieldFile, path: str, sha256: str, content_type: str, params: Json) -> Json:
+    """A stored file as text (cut at ``max_bytes``, at most 5 MiB), with what is known of it."""
+    limit = min(params.get("max_bytes", MAX_TEXT_BYTES), MAX_TEXT_BYTES)
+    with file.open("rb") as handle:
+        data = handle.read(limit + 1)
+    return {
+        "path": path,
+        "text": data[:limit].decode("utf-8", errors="replace"),
+        "size": file.size,
+        "sha256": sha256,
+        "content_type": content_type,
+        "truncated": len(data) > limit,
+    }
 
 
 @register
@@ -41,17 +53,8 @@ class ReadUploadedFile(Step):
             raise StepFailed("give `file_path` or `file_id`")
         if upload is None:
             raise StepFailed(f"no uploaded file {params.get('file_path') or params.get('file_id')!r}")
-        with upload.file.open("rb") as handle:
-            data = handle.read()
-        text, truncated = text_of(data, min(params.get("max_bytes", MAX_TEXT_BYTES), MAX_TEXT_BYTES))
-        return {
-            "path": upload.path,
-            "text": text,
-            "size": upload.size,
-            "sha256": upload.sha256,
-            "content_type": mimetypes.guess_type(upload.path)[0] or "application/octet-stream",
-            "truncated": truncated,
-        }
+        content_type = mimetypes.guess_type(upload.path)[0] or "application/octet-stream"
+        return read_stored(upload.file, upload.path, upload.sha256, content_type, params)
 
 
 @register
@@ -67,17 +70,7 @@ class ReadTextFile(Step):
         artifact = run.artifacts.filter(path=params["path"].removeprefix("/app/results/")).first() if run else None
         if artifact is None:
             raise StepFailed(f"run {params['run_id']!r} has no result file {params['path']!r}")
-        with artifact.file.open("rb") as handle:
-            data = handle.read()
-        text, truncated = text_of(data, min(params.get("max_bytes", MAX_TEXT_BYTES), MAX_TEXT_BYTES))
-        return {
-            "path": artifact.path,
-            "text": text,
-            "size": artifact.size,
-            "sha256": artifact.sha256,
-            "content_type": artifact.content_type,
-            "truncated": truncated,
-        }
+        return read_stored(artifact.file, artifact.path, artifact.sha256, artifact.content_type, params)
 
 
 @register
