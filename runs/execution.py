@@ -22,8 +22,8 @@ from django.core.files.base import ContentFile
 from django.db import close_old_connections, transaction
 from django.utils import timezone
 
-from trajectories.actions import EventRecord, append_events, move_run
-from trajectories.models import FINAL_STATUSES, Artifact, ErrorKind, Run, RunKind, RunStatus
+from trajectories.actions import EventRecord, append_events, move_run, record_label
+from trajectories.models import FINAL_STATUSES, Artifact, ErrorKind, LabelSource, Run, RunKind, RunStatus
 
 from .actions import end_run
 from .agents import Agent, Mission, agent_for, sanitise
@@ -237,6 +237,26 @@ def collect(run: Run, job: Job, results: Path, final_answer: str | None) -> None
     summary = results / "summary.md"
     job.final_answer = final_answer or (summary.read_text(errors="replace") if summary.is_file() else "")
     job.save(update_fields=["validation", "final_answer"])
+    if isinstance(job.validation, dict):
+        label_validation(run, job.validation)
+
+
+def label_validation(run: Run, report: dict) -> None:
+    """The validation report as the platform's labels: overall pass, each stage, the rubric's scores."""
+    found: dict[str, object] = {}
+    if isinstance(report.get("overall_passed"), bool):
+        found["validation.overall_passed"] = report["overall_passed"]
+    for stage in report.get("stages") or []:
+        if isinstance(stage, dict) and isinstance(stage.get("name"), str) and isinstance(stage.get("passed"), bool):
+            found[f"validation.stage.{stage['name'][:100]}"] = stage["passed"]
+    if isinstance(report.get("overall_score"), int | float):
+        found["validation.overall_score"] = report["overall_score"]
+    scores = report.get("rubric_scores")
+    for criterion, score in scores.items() if isinstance(scores, dict) else []:
+        if isinstance(score, int | float):
+            found[f"validation.score.{str(criterion)[:100]}"] = score
+    for key, value in found.items():
+        record_label(run, key, value, source=LabelSource.SYSTEM, author="system")
 
 
 def finish(run: Run, job: Job, outcome: Outcome, agent: Agent) -> None:

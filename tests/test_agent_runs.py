@@ -67,6 +67,8 @@ def test_a_runbook_runs_end_to_end_in_a_sandbox(alice_client, each_backend_worke
     run = Run.objects.get(public_id=summary["run_id"])
     assert run.artifacts.get(path="count.txt").file.read() == b"4\n"
     assert run.artifacts.get(path="greeting.txt").file.read() == b"hello ada from jetty\n"
+    labels = {label.key: (label.value, label.source) for label in run.labels.all()}
+    assert labels == {"validation.overall_passed": (True, "system"), "validation.stage.count": (True, "system")}
     events = list(run.events.order_by("seq"))
     assert [e.seq for e in events] == list(range(1, len(events) + 1))
     kinds = [e.kind for e in events]

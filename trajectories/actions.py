@@ -10,7 +10,7 @@ from typing import Any
 
 from django.db import transaction
 
-from .models import Event, Run
+from .models import Event, Label, LabelChange, Run
 
 logger = logging.getLogger(__name__)
 
@@ -189,3 +189,44 @@ def notify_run(run_id: int) -> None:
                 logger.warning("could not notify listeners of run %s", run_id, exc_info=True)
 
     transaction.on_commit(send)
+
+
+def record_label(
+    run: Run,
+    key: str,
+    value: Any,
+    *,
+    source: str,
+    author: str,
+    changed_by: str = "",
+    event: Event | None = None,
+    **fields: Any,
+) -> Label:
+    """Set one author's label on a run (or one of its events), keeping the change in its history. Setting the
+    same value again changes nothing."""
+    with transaction.atomic():
+        label = Label.objects.select_for_update().filter(run=run, event=event, key=key, author=author).first()
+        previous = label.value if label is not None else None
+        if label is not None and previous == value and all(getattr(label, k) == v for k, v in fields.items()):
+            return label
+        if label is None:
+            label = Label(run=run, event=event, key=key, author=author)
+        label.value, label.source = value, source
+        for name, field_value in fields.items():
+            setattr(label, name, field_value)
+        label.save()
+        if previous != value:
+            LabelChange.objects.create(
+                label=label, run=run, key=key, author=author, previous=previous, value=value,
+                changed_by=changed_by or author,
+            )  # fmt: skip
+    return label
+
+
+def remove_label(label: Label, changed_by: str) -> None:
+    with transaction.atomic():
+        LabelChange.objects.create(
+            label=None, run=label.run, key=label.key, author=label.author, previous=label.value, value=None,
+            changed_by=changed_by,
+        )  # fmt: skip
+        label.delete()

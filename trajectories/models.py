@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
@@ -181,3 +182,66 @@ class Artifact(models.Model):
 
     def __str__(self) -> str:
         return f"{self.run_id}:{self.path}"
+
+
+class LabelSource(models.TextChoices):
+    HUMAN = "human", "A reviewer"
+    JUDGE = "judge", "An LLM judge"
+    SYSTEM = "system", "The platform (the run's validation report)"
+
+
+class Label(models.Model):
+    """A value attached to a run or one of its events (``eval.pass``, ``eval.grade``, ``score.<criterion>``, …)
+    by one author: each reviewer, judge model or the platform holds its own label per key. Changes are kept in
+    ``LabelChange``."""
+
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="labels")
+    event = models.ForeignKey(Event, null=True, blank=True, on_delete=models.CASCADE, related_name="labels")
+    key = models.CharField(max_length=200, db_index=True)
+    value = models.JSONField()
+    source = models.CharField(max_length=10, choices=LabelSource.choices)
+    author = models.CharField(max_length=200, help_text="Who holds the label: a username, `judge:<model>`, or `system`")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    criterion = models.CharField(max_length=100, blank=True, help_text="The rubric criterion it scores, if any")
+    rubric = models.CharField(max_length=100, blank=True, help_text="The rubric's public id, if any")
+    judge_model = models.CharField(max_length=200, blank=True)
+    prompt_version = models.CharField(max_length=50, blank=True)
+    raw_output = models.TextField(blank=True, help_text="The judge's raw answer")
+    explanation = models.TextField(blank=True)
+    created = models.DateTimeField(auto_now_add=True)
+    updated = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["run", "key", "author"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["run", "key", "author"], condition=models.Q(event__isnull=True), name="one_run_label_per_author"
+            ),
+            models.UniqueConstraint(
+                fields=["run", "event", "key", "author"],
+                condition=models.Q(event__isnull=False),
+                name="one_event_label_per_author",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.key}={self.value!r} by {self.author}"
+
+
+class LabelChange(models.Model):
+    """One change of a label: who, when, the previous value and the new one (``None`` when it was removed)."""
+
+    label = models.ForeignKey(Label, null=True, on_delete=models.SET_NULL, related_name="history")
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="label_changes")
+    key = models.CharField(max_length=200)
+    author = models.CharField(max_length=200)
+    previous = models.JSONField(null=True, blank=True)
+    value = models.JSONField(null=True, blank=True)
+    changed_by = models.CharField(max_length=200)
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.key}: {self.previous!r} -> {self.value!r}"
