@@ -287,3 +287,13 @@ JETTY_MAX_UPLOAD_BYTES = env_int("JETTY_MAX_UPLOAD_BYTES", 256 * 1024 * 1024)
 JETTY_GATEWAY_SOCKET = env_str("JETTY_GATEWAY_SOCKET", str(VAR_DIR / "run" / "gateway.sock"))
 JETTY_DOCKER_HOST = env_str("JETTY_DOCKER_HOST", env_str("DOCKER_HOST", "unix:///var/run/jetty-docker/docker.sock"))
 JETTY_IMAGE_VERSION = env_str("JETTY_IMAGE_VERSION", "2")
+# OpenTelemetry export of runs (OTLP over HTTP): where spans go when a request names no endpoint, with the headers
+# (``name=value,name=value``) sent only there; the ``service.name`` the spans carry.
+JETTY_OTLP_ENDPOINT = env_str("JETTY_OTLP_ENDPOINT")
+JETTY_OTLP_HEADERS = dict(
+    pair.split("=", 1) for pair in env_str("JETTY_OTLP_HEADERS").split(",") if pair.strip() and "=" in pair
+)
+JETTY_OTLP_SERVICE_NAME = env_str("JETTY_OTLP_SERVICE_NAME", "jetty")
+JETTY_OTLP_TIMEOUT_S = env_float("JETTY_OTLP_TIMEOUT_S", 10.0)
+if JETTY_OTLP_ENDPOINT and not JETTY_OTLP_ENDPOINT.startswith(("http://", "https://")):
+    raise ImproperlyConfigured("JETTY_OTLP_ENDPOINT must be an http(s) URL, such as http://collector:4318/v1/traces")

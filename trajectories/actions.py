@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -10,7 +11,9 @@ from typing import Any
 
 from django.db import transaction
 
-from .models import Event, Label, LabelChange, Run
+from orgs.models import Org
+
+from .models import Event, Label, LabelChange, Run, RunQuerySet
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +58,7 @@ class RunRecord:
     upstream_model: str = ""
     provider: str = ""
     agent: str = ""
+    snapshot: str = ""
     error_kind: str = ""
     error: str = ""
     prompt_tokens: int = 0
@@ -105,6 +109,7 @@ def _run_row(r: RunRecord) -> Run:
         upstream_model=r.upstream_model,
         provider=r.provider,
         agent=r.agent,
+        snapshot=r.snapshot,
         error_kind=r.error_kind,
         error=r.error,
         prompt_tokens=r.prompt_tokens,
@@ -230,3 +235,79 @@ def remove_label(label: Label, changed_by: str) -> None:
             changed_by=changed_by,
         )  # fmt: skip
         label.delete()
+
+
+def imported_run_id(org_public_id: str, source_id: str) -> str:
+    """The id an imported run gets in an org: the same for the same source, so importing again finds it."""
+    return "run_" + hashlib.sha256(f"{org_public_id}\x00{source_id}".encode()).hexdigest()[:20]
+
+
+class ImportConflict(Exception):
+    """The run is already in the org, where the caller cannot see it (a collection its token is not scoped to)."""
+
+
+def record_imported_runs(
+    imported: list[Any], *, org: Org, visible: RunQuerySet, collection_id: int | None, token_prefix: str = ""
+) -> list[tuple[Run, bool]]:
+    """Store runs read from elsewhere (``imports.ImportedRun``) with their events and labels, all or nothing.
+
+    Idempotent on each run's source id: a run already imported into the org (or, for Jetty's own trajectories, the
+    very run it was exported from, when the caller can see it) is returned as it is, with ``False``.
+    """
+    out: list[tuple[Run, bool]] = []
+    with transaction.atomic():
+        for item in imported:
+            derived = imported_run_id(org.public_id, item.source_id)
+            existing = visible.filter(public_id__in=[derived, item.source_id]).first()
+            if existing is not None:
+                out.append((existing, False))
+                continue
+            if Run.objects.filter(public_id=derived).exists():
+                raise ImportConflict(f"run {derived} was imported into a collection this token cannot see")
+            record = item.record
+            record.public_id, record.org_id = derived, org.pk
+            record.collection_id, record.token_prefix = collection_id, token_prefix
+            record.metadata.setdefault("import", {})["source_id"] = item.source_id
+            record_finished_runs([record])
+            run = Run.objects.select_related("org", "collection").get(public_id=derived)
+            _record_imported_labels(run, item.labels)
+            out.append((run, True))
+    return out
+
+
+def _record_imported_labels(run: Run, labels: list[Any]) -> None:
+    if not labels:
+        return
+    seqs = {label.event_seq for label in labels if label.event_seq is not None}
+    events = {e.seq: e for e in run.events.filter(seq__in=seqs)}
+    for item in labels:
+        label = Label.objects.create(
+            run=run,
+            event=events.get(item.event_seq) if item.event_seq is not None else None,
+            key=item.key,
+            value=item.value,
+            source=item.source,
+            author=item.author,
+            criterion=item.criterion,
+            rubric=item.rubric,
+            judge_model=item.judge_model,
+            prompt_version=item.prompt_version,
+            raw_output=item.raw_output,
+            explanation=item.explanation,
+        )
+        if item.created is not None or item.updated is not None:  # auto_now fields: kept as they were, after saving
+            created = _ts(item.created) if item.created is not None else label.created
+            Label.objects.filter(pk=label.pk).update(
+                created=created, updated=_ts(item.updated) if item.updated is not None else created
+            )
+        history = item.history if item.history else [{"previous": None, "value": item.value, "changed_by": "import"}]
+        changes = LabelChange.objects.bulk_create(
+            LabelChange(
+                label=label, run=run, key=item.key, author=item.author, previous=change.get("previous"),
+                value=change.get("value"), changed_by=str(change.get("changed_by") or item.author)[:200],
+            )
+            for change in history
+        )  # fmt: skip
+        for change, row in zip(history, changes, strict=True):
+            if isinstance(change.get("created"), (int, float)):
+                LabelChange.objects.filter(pk=row.pk).update(created=_ts(change["created"]))
