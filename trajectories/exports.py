@@ -28,7 +28,7 @@ import hashlib
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from django.conf import settings
@@ -228,11 +228,16 @@ def trace_id_of(run: Run) -> str:
     return f"{RunIds(run.public_id).generate_trace_id():032x}"
 
 
-def _ns(value: datetime | str | None) -> int | None:
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def nanoseconds(value: datetime | str | None) -> int | None:
+    """Nanoseconds since the epoch, exactly (a float of them would be off by a microsecond or so)."""
     if value is None:
         return None
     moment = datetime.fromisoformat(value.replace("Z", "+00:00")) if isinstance(value, str) else value
-    return int(moment.timestamp() * 1_000_000_000)
+    delta = moment - EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1_000
 
 
 def _attr(value: Any) -> Any:
@@ -349,7 +354,7 @@ def run_to_otel_spans(run: Run, *, include_content: bool = False) -> list[Readab
     provider.add_span_processor(SimpleSpanProcessor(collected))
     tracer = provider.get_tracer("jetty.trajectories")
 
-    start = _ns(run.started_at or run.created) or 0
+    start = nanoseconds(run.started_at or run.created) or 0
     last = start
     name, kind, attributes = _root(run)
     root = tracer.start_span(name, kind=kind, start_time=start, attributes=_clean(attributes))
@@ -362,7 +367,7 @@ def run_to_otel_spans(run: Run, *, include_content: bool = False) -> list[Readab
         return step.span if step is not None else root
 
     for event in events_of(run):
-        ts = _ns(event.ts) or start
+        ts = nanoseconds(event.ts) or start
         last = max(last, ts)
         payload = event.payload if isinstance(event.payload, dict) else {}
         context = trace.set_span_in_context(parent_of(event))
@@ -426,7 +431,7 @@ def run_to_otel_spans(run: Run, *, include_content: bool = False) -> list[Readab
                 event_attributes["jetty.event.payload"] = payload
             parent_of(event).add_event(event.kind, attributes=_clean(event_attributes), timestamp=ts)
 
-    end = _ns(run.finished_at) or last
+    end = nanoseconds(run.finished_at) or last
     for still_open in [*tools.values(), *steps.values()]:
         still_open.span.end(end_time=max(end, still_open.end_ns))
     if run.status in (RunStatus.FAILED, RunStatus.TIMED_OUT, RunStatus.CANCELLED):
