@@ -24,6 +24,8 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 
 from runs.agents.clis import ClaudeCode, Codex
 from tests.conftest import wait_for_run
+from tests.test_agent_runs import agent_call
+from tests.test_workflows import BRANCH_AND_LOOP, push
 from trajectories.actions import record_label
 from trajectories.exports import nanoseconds
 from trajectories.models import Label, LabelChange, Run
@@ -160,6 +162,13 @@ def test_bad_ingests_are_400_in_openai_shape_and_write_nothing(alice_api, bob, b
         "run.id": broken(lambda d: d["run"].pop("id")),
         "format": broken(lambda d: d.update(format="langsmith")),
         "events": broken(lambda d: d.update(events={"not": "a list"})),
+        "artifacts[0].path": broken(
+            lambda d: d.update(artifacts=[{"path": "../../etc/cron.d/x", "content_base64": "aGk="}])
+        ),
+        "artifacts[0].sha256": broken(
+            lambda d: d.update(artifacts=[{"path": "a.txt", "content_base64": "aGk=", "sha256": "0" * 64}])
+        ),
+        "artifacts[0].content_base64": broken(lambda d: d.update(artifacts=[{"path": "a.txt", "content_base64": "*"}])),
     }
     for param, bad in cases.items():
         error = assert_openai_error(bob_api.post("/api/v1/runs/ingest", bad, format="json"), 400)
@@ -170,6 +179,73 @@ def test_bad_ingests_are_400_in_openai_shape_and_write_nothing(alice_api, bob, b
     assert not Run.objects.filter(org=bob.org).exists()
     assert not Label.objects.filter(run__org=bob.org).exists() and not LabelChange.objects.filter(run__org=bob.org)
     assert_openai_error(export(alice_api, chat_run.public_id, "yaml"), 400)
+
+
+def test_an_agent_run_and_its_files_round_trip_into_another_org(alice_api, alice_client, bob, bob_api, worker):
+    raw = agent_call(alice_client, agent="jetty-agent")
+    run = Run.objects.get(public_id=json.loads(raw.http_response.text)["jetty"]["run_id"])
+    assert run.status == "succeeded"
+    response = alice_api.get(f"/api/v1/runs/{run.public_id}/export?format=trajectory&artifacts=inline")
+    doc = json.loads(response.content)
+    kinds = {e["kind"] for e in doc["events"]}
+    assert {"run.state", "model.call", "tool.call", "tool.result", "command", "file.change"} <= kinds
+    assert {a["path"] for a in doc["artifacts"]} == {
+        "greeting.txt",
+        "count.txt",
+        "summary.md",
+        "validation_report.json",
+    }
+    assert {(label["key"], label["source"]) for label in doc["labels"]} == {
+        ("validation.overall_passed", "system"), ("validation.stage.count", "system"),
+    }  # fmt: skip
+
+    created = bob_api.post("/api/v1/runs/ingest", doc, format="json")
+    assert created.status_code == 201 and created.json()["report"]["unmapped"] == []
+    copy_id = created.json()["run"]["id"]
+    back = json.loads(bob_api.get(f"/api/v1/runs/{copy_id}/export?format=trajectory&artifacts=inline").content)
+    assert back["events"] == doc["events"] and back["labels"] == doc["labels"]
+
+    def files(d):
+        return [{k: v for k, v in a.items() if k != "url"} for a in d["artifacts"]]
+
+    assert files(back) == files(doc)
+    assert all(a["url"].endswith(f"/api/v1/runs/{copy_id}/artifacts/{a['path']}") for a in back["artifacts"])
+    assert bob_api.get(f"/api/v1/runs/{copy_id}/artifacts/count.txt").getvalue() == b"4\n"
+    # Without the content, the files are listed in the run's metadata and the report says so.
+    listed = trajectory_of(alice_api, run.public_id)
+    listed["run"]["id"] = "elsewhere-1"
+    report = bob_api.post("/api/v1/runs/ingest", listed, format="json").json()
+    assert [u["where"] for u in report["report"]["unmapped"]] == ["artifacts"]
+    assert len(Run.objects.get(public_id=report["run"]["id"]).metadata["import"]["artifacts"]) == 4
+
+
+def test_a_workflow_exports_its_steps_keyed_by_name_and_as_a_span_per_step(alice_api, worker, otlp):
+    assert push(alice_api, "flows", "loop", workflow=BRANCH_AND_LOOP).status_code == 201
+    body = alice_api.post("/api/v1/run-sync/flows/loop", {"init_params": {"who": "ada"}}, format="json").json()
+    doc = trajectory_of(alice_api, body["run_id"])
+    steps = doc["steps"]
+    assert list(steps) == ["greet", "check", "body", "again", "save", "other"]
+    assert (steps["body"]["visits"], steps["again"]["visits"], steps["greet"]["visits"]) == (3, 3, 1)
+    assert all(step["status"] == "succeeded" for step in steps.values())
+    by_seq = {e["seq"]: e for e in doc["events"]}
+    for name, step in steps.items():
+        assert step["event_seqs"] == [e["seq"] for e in doc["events"] if e["span"] == name]
+        assert by_seq[step["first_seq"]]["kind"] == "step.start" and by_seq[step["last_seq"]]["kind"] == "step.end"
+        assert step["counts"]["step.start"] == step["counts"]["step.end"] == step["visits"]
+
+    response = alice_api.post(f"/api/v1/runs/{body['run_id']}/export/otlp", {"endpoint": otlp.url}, format="json")
+    assert response.status_code == 200, response.content
+    spans = otlp.spans()
+    root = next(s for s in spans if s["parent"] == "")
+    assert root["name"] == "invoke_workflow loop"
+    assert root["attributes"]["gen_ai.operation.name"] == "invoke_workflow"
+    assert root["attributes"]["gen_ai.workflow.name"] == "loop"
+    visits = [s["name"] for s in spans if s["parent"] == root["id"]]
+    assert sorted(visits) == sorted(
+        ["greet", "check", "body", "again", "body", "again", "body", "again", "save", "other"]
+    )
+    for span in spans:
+        assert root["start"] <= span["start"] <= span["end"] <= root["end"]
 
 
 # OpenTelemetry ------------------------------------------------------------------------------------------------------

@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import mimetypes
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+from django.core.files.base import ContentFile
 from django.db import transaction
 
 from orgs.models import Org
 
-from .models import Event, Label, LabelChange, Run, RunQuerySet
+from .models import Artifact, Event, Label, LabelChange, Run, RunQuerySet
 
 logger = logging.getLogger(__name__)
 
@@ -271,6 +273,18 @@ def record_imported_runs(
             record_finished_runs([record])
             run = Run.objects.select_related("org", "collection").get(public_id=derived)
             _record_imported_labels(run, item.labels)
+            for artifact in item.artifacts:
+                row = Artifact(
+                    run=run,
+                    path=artifact.path,
+                    size=len(artifact.content),
+                    sha256=hashlib.sha256(artifact.content).hexdigest(),
+                    content_type=artifact.content_type
+                    or mimetypes.guess_type(artifact.path)[0]
+                    or "application/octet-stream",
+                )
+                row.file.save(f"{run.public_id}/{artifact.path}", ContentFile(artifact.content), save=False)
+                row.save()
             out.append((run, True))
     return out
 

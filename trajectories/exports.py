@@ -24,6 +24,7 @@ tool call (from the call to its result), every other event as a span event; time
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 from collections.abc import Iterator
@@ -120,8 +121,24 @@ def run_to_jsonl(run: Run) -> Iterator[str]:
         yield dumps({"type": "label", **label}) + "\n"
 
 
-def run_to_trajectory_json(run: Run) -> dict[str, Any]:
-    """Jetty's trajectory JSON: the header, steps keyed by span name, events, artifacts and labels."""
+class ExportTooLarge(Exception):
+    pass
+
+
+def run_to_trajectory_json(run: Run, *, inline_artifacts: bool = False, limit: int | None = None) -> dict[str, Any]:
+    """Jetty's trajectory JSON: the header, steps keyed by span name, events, artifacts and labels.
+
+    With ``inline_artifacts`` each artifact also carries its content (``content_base64``), at most ``limit``
+    bytes in all (``ExportTooLarge`` beyond), so that ingesting the document elsewhere brings the files too.
+    """
+    artifacts = [artifact_dict(run, a) for a in run.artifacts.all()]
+    if inline_artifacts:
+        total = sum(a["size"] for a in artifacts)
+        if limit is not None and total > limit:
+            raise ExportTooLarge(f"the run's artifacts hold {total} bytes, more than {limit} can be inlined")
+        for artifact, row in zip(artifacts, run.artifacts.all(), strict=True):
+            with row.file.open("rb") as f:
+                artifact["content_base64"] = base64.b64encode(f.read()).decode()
     events = [event_dict(e) for e in events_of(run)]
     return {
         "format": FORMAT,
@@ -129,7 +146,7 @@ def run_to_trajectory_json(run: Run) -> dict[str, Any]:
         "run": run_header(run),
         "steps": steps_of(events),
         "events": events,
-        "artifacts": [artifact_dict(run, a) for a in run.artifacts.all()],
+        "artifacts": artifacts,
         "labels": label_dicts(run),
     }
 

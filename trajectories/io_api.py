@@ -27,7 +27,7 @@ from orgs.models import Collection
 
 from .actions import ImportConflict, record_imported_runs
 from .api import get_run_for
-from .exports import OtlpExportFailed, dumps, export_run_otlp, run_to_jsonl, run_to_trajectory_json
+from .exports import ExportTooLarge, OtlpExportFailed, dumps, export_run_otlp, run_to_jsonl, run_to_trajectory_json
 from .imports import FORMATS, BadImport, ImportedRun, Report, parse_import, parse_trajectory
 from .models import Run
 from .serializers import RunSerializer
@@ -47,7 +47,12 @@ EXPORT_FORMATS = {
 
 
 @extend_schema(
-    parameters=[OpenApiParameter("format", str, enum=list(EXPORT_FORMATS), description="Default: trajectory")],
+    parameters=[
+        OpenApiParameter("format", str, enum=list(EXPORT_FORMATS), description="Default: trajectory"),
+        OpenApiParameter(
+            "artifacts", str, enum=["inline"], description="`inline`: trajectory JSON carries each file's content"
+        ),
+    ],
     responses={
         (200, "application/json"): OpenApiTypes.OBJECT,
         (200, "application/x-ndjson"): OpenApiTypes.STR,
@@ -72,7 +77,12 @@ def run_export(request: Request, public_id: str) -> HttpResponse:
             run_to_jsonl(run), content_type=content_type
         )
     else:
-        response = HttpResponse(dumps(run_to_trajectory_json(run)), content_type=content_type)
+        inline = request.query_params.get("artifacts") == "inline"
+        try:
+            doc = run_to_trajectory_json(run, inline_artifacts=inline, limit=settings.JETTY_MAX_UPLOAD_BYTES)
+        except ExportTooLarge as exc:
+            raise ApiError(413, str(exc), param="artifacts", code="export_too_large")
+        response = HttpResponse(dumps(doc), content_type=content_type)
     response["Content-Disposition"] = disposition
     return response  # type: ignore[return-value]
 

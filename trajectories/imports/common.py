@@ -61,6 +61,13 @@ class LabelRecord:
 
 
 @dataclass
+class ArtifactRecord:
+    path: str
+    content: bytes
+    content_type: str = ""
+
+
+@dataclass
 class ImportedRun:
     """A run read from elsewhere. ``source_id`` names it in its own format: importing it again finds it."""
 
@@ -68,6 +75,7 @@ class ImportedRun:
     record: RunRecord
     labels: list[LabelRecord] = field(default_factory=list)
     collection: str | None = None  # the collection the document names, if any
+    artifacts: list[ArtifactRecord] = field(default_factory=list)
 
 
 def new_record(task: str, kind: str, status: str, created: float, **fields: Any) -> RunRecord:

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
+import hashlib
+from pathlib import PurePosixPath
 from typing import Any
 
 from ..actions import EventRecord
 from ..models import FINAL_STATUSES, EventKind, LabelSource, RunKind
 from .common import (
+    ArtifactRecord,
     BadImport,
     ImportedRun,
     LabelRecord,
@@ -212,6 +217,7 @@ def parse_trajectory(doc: Any) -> tuple[ImportedRun, Report]:
     artifacts = doc.get("artifacts") or []
     if not isinstance(artifacts, list):
         raise BadImport("`artifacts` must be a list", param="artifacts")
+    files, listed = artifact_files(artifacts), [a for a in artifacts if "content_base64" not in a]
     collection = header.get("collection")
     if collection is not None and not isinstance(collection, str):
         raise BadImport("`run.collection` must be a string or null", param="run.collection")
@@ -221,13 +227,39 @@ def parse_trajectory(doc: Any) -> tuple[ImportedRun, Report]:
     if header.get("parent"):
         imported_meta["source_parent"] = header["parent"]
         report.add("run.parent", "the parent (workflow) run", "metadata.import.source_parent (not linked)")
-    if artifacts:
-        imported_meta["artifacts"] = artifacts
+    if listed:
+        imported_meta["artifacts"] = listed
         report.add(
-            "artifacts", f"{len(artifacts)} artifact(s): their content is not in the document",
+            "artifacts", f"{len(listed)} artifact(s) without their content (export with ?artifacts=inline to carry it)",
             "metadata.import.artifacts (path, size, sha256, url)",
         )  # fmt: skip
     if extra or top_extra:
         imported_meta["unmapped"] = {**{f"run.{k}": v for k, v in extra.items()}, **top_extra}
     record.metadata = {**metadata, "import": imported_meta}
-    return ImportedRun(source_id, record, parsed_labels, collection=collection), report
+    return ImportedRun(source_id, record, parsed_labels, collection=collection, artifacts=files), report
+
+
+def artifact_files(artifacts: list[Any]) -> list[ArtifactRecord]:
+    """The artifacts that carry their content, checked: a safe relative path, valid base64, its size and sha256."""
+    files, seen = [], set()
+    for i, artifact in enumerate(artifacts):
+        where = f"artifacts[{i}]"
+        if not isinstance(artifact, dict):
+            raise BadImport(f"`{where}` must be an object", param=where)
+        if "content_base64" not in artifact:
+            continue
+        path = string_field(artifact, "path", where, 500)
+        parts = PurePosixPath(path).parts
+        if not path or path.startswith("/") or "\\" in path or any(p in ("..", ".") for p in parts) or path in seen:
+            raise BadImport(f"`{where}.path` must be a unique relative path inside the results", param=f"{where}.path")
+        seen.add(path)
+        try:
+            content = base64.b64decode(string_field(artifact, "content_base64", where, 1 << 40), validate=True)
+        except binascii.Error:
+            raise BadImport(f"`{where}.content_base64` is not base64", param=f"{where}.content_base64") from None
+        if artifact.get("size") is not None and artifact["size"] != len(content):
+            raise BadImport(f"`{where}.size` does not match its content", param=f"{where}.size")
+        if artifact.get("sha256") is not None and artifact["sha256"] != hashlib.sha256(content).hexdigest():
+            raise BadImport(f"`{where}.sha256` does not match its content", param=f"{where}.sha256")
+        files.append(ArtifactRecord(path, content, string_field(artifact, "content_type", where, 100)))
+    return files
