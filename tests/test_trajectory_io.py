@@ -22,8 +22,9 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceResponse,
 )
 
+from orgs.models import ApiToken, Collection
 from runs.agents.clis import ClaudeCode, Codex
-from tests.conftest import wait_for_run
+from tests.conftest import api_for, wait_for_run
 from tests.test_agent_runs import agent_call
 from tests.test_workflows import BRANCH_AND_LOOP, push
 from trajectories.actions import record_label
@@ -502,6 +503,25 @@ def test_bad_imports_are_400_and_write_nothing(alice, alice_api):
         assert_openai_error(import_file(alice_api, kind, data), 400)
     assert_openai_error(alice_api.post("/api/v1/runs/import?format=atif", {}, format="multipart"), 400)
     assert not Run.objects.filter(org=alice.org).exists()
+
+
+def test_imports_go_to_the_collection_of_a_scoped_token_and_stay_out_of_sight_of_others(alice, alice_api):
+    alpha = Collection.objects.create(org=alice.org, name="alpha")
+    Collection.objects.create(org=alice.org, name="beta")
+    scoped = {name: api_for(ApiToken.generate(alice.org, name=name, collection=Collection.objects.get(name=name))[1])
+              for name in ("alpha", "beta")}  # fmt: skip
+    data = json.dumps(ATIF).encode()
+    first = import_file(scoped["alpha"], "atif", data, collection="beta")
+    assert first.status_code == 201 and first.json()["data"][0]["collection"] == "alpha"
+    assert any("'alpha', the token's" in note for note in first.json()["report"]["notes"])
+    run = Run.objects.get(public_id=first.json()["created"][0])
+    assert run.collection == alpha
+    assert assert_openai_error(import_file(scoped["beta"], "atif", data), 409)["code"] == "conflict"
+    assert_openai_error(export(scoped["beta"], run.public_id), 404)
+    everything = import_file(alice_api, "atif", data)
+    assert everything.status_code == 200 and everything.json()["existing"] == [run.public_id]
+    assert_openai_error(import_file(alice_api, "atif", data, collection="gamma"), 404)
+    assert Run.objects.filter(org=alice.org).count() == 1
 
 
 # Inspect AI ----------------------------------------------------------------------------------------------------------
