@@ -110,6 +110,10 @@ class Experiment(models.Model):
     token_prefix = models.CharField(max_length=16, blank=True)
     created = models.DateTimeField(auto_now_add=True)
     finished = models.DateTimeField(null=True, blank=True)
+    polled_at = models.DateTimeField(null=True, blank=True, help_text="When a worker last advanced it")
+    lease_until = models.DateTimeField(
+        null=True, blank=True, help_text="A worker advancing the experiment holds it until then (one at a time)"
+    )
 
     def __str__(self) -> str:
         return self.name or self.public_id
