@@ -736,3 +736,266 @@ def _judge_agreement(
         exact_agreement=sum(agree) / len(agree),
         mean_abs_difference=mean_abs,
     )
+
+
+# Gates and reports
+
+
+_RULE_KEYS = {"metric", "min", "max", "use_lower_bound", "model", "not_worse_than", "confidence", "margin"}
+
+
+def gate(result: Summary | Comparison | Mapping[str, Any], rule: Mapping[str, Any]) -> GateResult:
+    """Whether ``result`` passes ``rule``. Raises ValueError on a malformed rule or one the result cannot answer.
+
+    Absolute rules take a summary: ``{"metric": m, "min": x}`` and/or ``"max": y``, with ``"model"`` (needed when
+    the summary has several models). ``m`` is one of ESTIMATE_METRICS or SCALAR_METRICS; ``"use_lower_bound": true``
+    checks ``min`` against the interval's lower bound instead of the point estimate.
+
+    Relative rules take a comparison: ``{"metric": "mean_score" | "pass_rate", "not_worse_than": baseline,
+    "confidence": 0.95, "margin": 0.0}``; the candidate is ``"model"`` or the comparison's other model. It fails when
+    the interval's upper bound of (candidate - baseline) is below -margin: the candidate is significantly worse.
+    ``confidence`` must be the comparison's own (compare again to change it).
+
+    A gate never passes on missing evidence: no value, no shared items or no interval fails it, with the reason.
+    """
+    data = result.to_dict() if isinstance(result, _Result) else dict(result)
+    unknown = set(rule) - _RULE_KEYS
+    if unknown:
+        raise ValueError(f"unknown gate rule keys: {sorted(unknown)}")
+    if "metric" not in rule:
+        raise ValueError("a gate rule needs a metric")
+    absolute = "min" in rule or "max" in rule
+    if absolute == ("not_worse_than" in rule):
+        raise ValueError("a gate rule needs either min/max or not_worse_than")
+    if absolute:
+        return _gate_absolute(data, rule)
+    return _gate_relative(data, rule)
+
+
+def _gate_absolute(data: Mapping[str, Any], rule: Mapping[str, Any]) -> GateResult:
+    metric = rule["metric"]
+    if metric not in ESTIMATE_METRICS + SCALAR_METRICS:
+        raise ValueError(f"unknown metric {metric!r}: one of {', '.join(ESTIMATE_METRICS + SCALAR_METRICS)}")
+    if data.get("kind") != "summary":
+        raise ValueError("a min/max rule needs a summary (summarise())")
+    lower = bool(rule.get("use_lower_bound", False))
+    if lower and metric not in ESTIMATE_METRICS:
+        raise ValueError(f"{metric} has no interval: use_lower_bound needs one of {', '.join(ESTIMATE_METRICS)}")
+    models = data["models"]
+    model = rule.get("model")
+    if model is None:
+        if len(models) != 1:
+            raise ValueError(f"the summary has several models: say which in the rule's model ({', '.join(models)})")
+        model = next(iter(models))
+    details: dict[str, Any] = {"metric": metric, "model": model, "min": rule.get("min"), "max": rule.get("max")}
+    if model not in models:
+        return GateResult(False, f"no results for model {model}", details)
+    figure = models[model][metric]
+    estimate = metric in ESTIMATE_METRICS
+    value = (figure["low"] if lower else figure["value"]) if estimate else figure
+    what = "point estimate" if estimate else "value"
+    if lower:
+        what = f"lower bound of its {_percent(data['confidence'])} interval"
+    details.update(value=value, used=what, estimate=figure if estimate else None)
+    if value is None:
+        counted = f" (n={figure['n']})" if estimate else ""
+        return GateResult(False, f"{metric} of {model} has no {what}{counted}", details)
+    failures = []
+    if rule.get("min") is not None and value < rule["min"]:
+        failures.append(f"below the minimum {_number(rule['min'])}")
+    if rule.get("max") is not None and value > rule["max"]:
+        failures.append(f"above the maximum {_number(rule['max'])}")
+    limits = " and ".join(
+        f"{word} {_number(rule[key])}" for key, word in (("min", "at least"), ("max", "at most")) if key in rule
+    )
+    if failures:
+        return GateResult(False, f"{metric} of {model} is {_number(value)} ({what}), {' and '.join(failures)}", details)
+    return GateResult(True, f"{metric} of {model} is {_number(value)} ({what}), {limits}", details)
+
+
+def _gate_relative(data: Mapping[str, Any], rule: Mapping[str, Any]) -> GateResult:
+    metric = rule["metric"]
+    if metric not in PAIRED_METRICS:
+        raise ValueError(f"not_worse_than compares {' or '.join(PAIRED_METRICS)}, not {metric!r}")
+    if data.get("kind") != "comparison":
+        raise ValueError("a not_worse_than rule needs a comparison (compare())")
+    confidence = float(rule.get("confidence", 0.95))
+    if not math.isclose(confidence, data["confidence"]):
+        raise ValueError(f"the comparison is at {data['confidence']}, the rule asks {confidence}: compare again")
+    margin = float(rule.get("margin", 0.0))
+    if margin < 0:
+        raise ValueError("margin cannot be negative")
+    baseline = rule["not_worse_than"]
+    models = (data["a"], data["b"])
+    if baseline not in models:
+        raise ValueError(f"the comparison is of {models[0]} and {models[1]}, not of the baseline {baseline}")
+    candidate = rule.get("model") or next(m for m in models if m != baseline)
+    if candidate not in models or candidate == baseline:
+        raise ValueError(f"the candidate {candidate} is not the comparison's other model")
+    difference = data[PAIRED_METRICS[metric]]
+    value, low, high = difference["value"], difference["low"], difference["high"]
+    if baseline == data["a"]:  # the comparison is baseline - candidate: turn it round
+        value, low, high = _negate(value), _negate(high), _negate(low)
+    details = {
+        "metric": metric,
+        "model": candidate,
+        "baseline": baseline,
+        "confidence": confidence,
+        "margin": margin,
+        "difference": {"value": value, "low": low, "high": high, "n": difference["n"]},
+    }
+    name = f"{metric} of {candidate} - {baseline}"
+    if difference["n"] == 0:
+        return GateResult(False, f"{candidate} and {baseline} have no scored item in common", details)
+    if high is None:
+        return GateResult(False, f"{name}: one shared item is too few for an interval", details)
+    shown = f"{_signed(value)} [{_signed(low)}, {_signed(high)}] at {_percent(confidence)} over {difference['n']} items"
+    if high < -margin:
+        return GateResult(False, f"{candidate} is significantly worse than {baseline}: {name} = {shown}", details)
+    return GateResult(True, f"{candidate} is not significantly worse than {baseline}: {name} = {shown}", details)
+
+
+def _negate(value: float | None) -> float | None:
+    return None if value is None else -value
+
+
+def _number(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.3f}" if abs(value) < 1000 else f"{value:,.0f}"
+
+
+def _signed(value: float | None) -> str:
+    return "-" if value is None else f"{value:+.3f}"
+
+
+def _percent(value: float | None, digits: int = 0) -> str:
+    return "-" if value is None else f"{value * 100:.{digits}f}%"
+
+
+def _cell(text: Any) -> str:
+    """``text`` safe inside a markdown table cell."""
+    return str(text).replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
+
+
+def _code(text: Any) -> str:
+    """``text`` as an inline code span, for names and ids outside tables."""
+    return "`" + str(text).replace("`", "'").replace("\n", " ") + "`"
+
+
+def _estimate(figure: Mapping[str, Any], *, percent: bool = False) -> str:
+    show = (lambda v: _percent(v, 1)) if percent else _number
+    if figure["value"] is None:
+        return "-"
+    if figure["low"] is None:
+        return f"{show(figure['value'])} (n={figure['n']})"
+    return f"{show(figure['value'])} [{show(figure['low'])}, {show(figure['high'])}]"
+
+
+def _money(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"${value:,.2f}" if value >= 1 else f"${value:.4f}"
+
+
+def markdown_report(
+    summary: Summary | Mapping[str, Any],
+    comparison: Comparison | Mapping[str, Any] | None = None,
+    gate_result: GateResult | Mapping[str, Any] | None = None,
+    *,
+    title: str = "Eval results",
+) -> str:
+    """A markdown report fit for a PR comment.
+
+    With a gate result its first line is the verdict (✅ passed / ❌ failed) and the next its reason; then a table
+    per model (mean score and pass rate with intervals, pass@k, pass^k, cost per solved item, median latency), the
+    comparison when given, and the flaky items.
+    """
+    data = summary.to_dict() if isinstance(summary, _Result) else dict(summary)
+    lines: list[str] = []
+    if gate_result is not None:
+        verdict = gate_result.to_dict() if isinstance(gate_result, _Result) else dict(gate_result)
+        mark = "✅" if verdict["passed"] else "❌"
+        lines += [f"## {mark} {title}: gate {'passed' if verdict['passed'] else 'failed'}", "", verdict["reason"]]
+    else:
+        lines.append(f"## {title}")
+    models = list(data["models"].values())
+    ks = {m["k"] for m in models}
+    shared_k = ks.pop() if len(ks) == 1 else None
+    at, hat = (f"pass@{shared_k}", f"pass^{shared_k}") if shared_k is not None else ("pass@k", "pass^k")
+    level = _percent(data["confidence"])
+    lines += [
+        "",
+        f"| Model | Runs | Items | Mean score ({level} CI) | Pass rate ({level} CI) | {at} | {hat} "
+        "| Cost / solved | p50 latency |",
+        "| --- | ---: | ---: | --- | --- | ---: | ---: | ---: | ---: |",
+    ]
+    for m in models:
+        suffix = f" (k={m['k']})" if shared_k is None and m["k"] is not None else ""
+        lines.append(
+            "| "
+            + " | ".join(
+                [
+                    _cell(m["model"]),
+                    str(m["n_runs"]),
+                    str(m["n_items"]),
+                    _estimate(m["mean_score"]),
+                    _estimate(m["pass_rate"], percent=True),
+                    _percent(m["pass_at_k"]["value"], 1) + suffix,
+                    _percent(m["pass_hat_k"]["value"], 1) + suffix,
+                    _money(m["cost_per_solved"]),
+                    "-" if m["latency_p50"] is None else f"{m['latency_p50']:.1f} s",
+                ]
+            )
+            + " |"
+        )
+    if comparison is not None:
+        lines += ["", *_comparison_lines(comparison.to_dict() if isinstance(comparison, _Result) else comparison)]
+    flaky = [(m["model"], m["flaky_items"]) for m in models if m["flaky_items"]]
+    lines += ["", "### Flaky items", ""]
+    if not flaky:
+        lines.append("None: every item passed or failed the same way in all its repeats.")
+    for model, items in flaky:
+        shown = ", ".join(_code(item) for item in items[:20])
+        more = f" and {len(items) - 20} more" if len(items) > 20 else ""
+        lines.append(f"- {_code(model)} ({len(items)}): {shown}{more}")
+    lines += [
+        "",
+        f"<sub>Intervals: percentile bootstrap over items ({data['resamples']} resamples, seed {data['seed']}); "
+        "repeats of an item are averaged first.</sub>",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _comparison_lines(c: Mapping[str, Any]) -> list[str]:
+    a, b = _code(c["a"]), _code(c["b"])
+    level = _percent(c["confidence"])
+    test = c["mcnemar"]
+    sentence = {
+        "better": f"**{a} is better than {b}**",
+        "worse": f"**{a} is worse than {b}**",
+        "inconclusive": f"**No significant difference** between {a} and {b}",
+    }[c["verdict"]]
+    metric = "mean score" if c["verdict_metric"] == "mean_score" else "pass rate"
+    p_value = "-" if test["p_value"] is None else f"{test['p_value']:.3g}"
+    method = "exact binomial" if test["method"] == "exact" else "chi-square, continuity-corrected"
+    lines = [
+        f"### {a} vs {b}",
+        "",
+        f"{sentence} on {metric} at {level}, over {c['n_items']} items both ran"
+        + (f" ({c['only_a']} only {a}, {c['only_b']} only {b})" if c["only_a"] or c["only_b"] else "")
+        + ".",
+        "",
+        f"| | {a} - {b} | {level} CI |",
+        "| --- | ---: | --- |",
+    ]
+    for label, key in (("Mean score", "score_difference"), ("Pass rate", "pass_rate_difference")):
+        d = c[key]
+        interval = "-" if d["low"] is None else f"[{_signed(d['low'])}, {_signed(d['high'])}]"
+        lines.append(f"| {label} | {_signed(d['value'])} | {interval} |")
+    lines += [
+        "",
+        f"McNemar ({method}, majority of repeats per item): {test['b']} items only {a} passed, "
+        f"{test['c']} only {b} passed, p = {p_value}.",
+    ]
+    return lines
