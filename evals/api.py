@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pandas as pd
 from django.http import Http404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
@@ -18,11 +19,12 @@ from orgs.auth import principal_of
 from orgs.models import public_code
 from runs.models import Task
 from trajectories.api import get_run_for
+from trajectories.models import Label, LabelSource
 
 from .experiments import start_experiment
 from .judges import JudgeError, judge_run
 from .models import Dataset, DatasetItem, Experiment, Rubric
-from .results import experiment_results, gate_experiment
+from .results import agreement_rows, experiment_results, gate_experiment, judge_rows
 
 
 def _bad(message: str, param: str | None = None) -> ApiError:
@@ -356,6 +358,9 @@ def experiment_gate(request: Request, public_id: str) -> Response:
         raise _bad(str(exc), "rule")
 
 
+LABEL_COLUMNS = ("run__public_id", "key", "author", "value", "source")
+
+
 @extend_schema(
     parameters=[
         OpenApiParameter("task", str, description="Only runs of this task (COLLECTION/TASK)"),
@@ -378,7 +383,9 @@ def agreement(request: Request) -> Response:
         labels = labels.filter(key__in=[f"score.{c['name']}" for c in rubric.criteria])
     rows = [
         {"item": run_id, "criterion": key.removeprefix("score."), "reviewer": author, "value": value, "source": source}
-        for run_id, key, author, value, source in labels.values_list("run__public_id", "key", "author", "value", "source")[:100_000]
+        for run_id, key, author, value, source in labels.values_list(
+            "run__public_id", "key", "author", "value", "source"
+        )[:100_000]
         if isinstance(value, int | float) and not isinstance(value, bool)
     ]
     frame = pd.DataFrame(rows, columns=["item", "criterion", "reviewer", "value", "source"])

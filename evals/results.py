@@ -37,11 +37,11 @@ def experiment_results(experiment: Experiment) -> dict[str, Any] | None:
         return None
     results: dict[str, Any] = {
         "complete": experiment.status == ExperimentStatus.DONE,
-        "summary": stats.summarise(frame),
+        "summary": stats.summarise(frame).to_dict(),
     }
     models = [m for m in experiment.model_names if m in set(frame["model"])]
-    if len(models) >= 2:
-        results["comparison"] = stats.compare(frame, models[1], models[0])
+    if len(models) >= 2:  # the first model is the candidate, the second its baseline: differences are first - second
+        results["comparison"] = stats.compare(frame, models[0], models[1]).to_dict()
     return results
 
 
@@ -63,4 +63,27 @@ def gate_experiment(experiment: Experiment, rule: dict[str, Any], model: str | N
     verdict = stats.gate(comparison if comparison is not None else summary, {**rule, "model": candidate})
     title = f"Jetty gate: {experiment.task.collection.name}/{experiment.task.name} ({experiment.public_id})"
     report = stats.markdown_report(summary, comparison=comparison, gate_result=verdict, title=title)
-    return {"experiment": experiment.public_id, "model": candidate, **verdict, "report": report}
+    return {"experiment": experiment.public_id, "model": candidate, **verdict.to_dict(), "report": report}
+
+
+def agreement_rows(humans: pd.DataFrame) -> list[dict[str, Any]]:
+    """Reviewer agreement per criterion, where at least two humans scored the same run."""
+    if humans.empty:
+        return []
+    try:
+        return [a.to_dict() for a in stats.agreement_by_criterion(humans[["item", "criterion", "reviewer", "value"]])]
+    except ValueError:  # no item with two ratings yet: nothing to agree on
+        return []
+
+
+def judge_rows(humans: pd.DataFrame, judges: pd.DataFrame) -> list[dict[str, Any]]:
+    """Each judge against the humans' consensus, per criterion, on the runs both scored."""
+    if humans.empty or judges.empty:
+        return []
+    frame = pd.concat([humans.assign(is_judge=False), judges.assign(is_judge=True)])
+    try:
+        return [
+            a.to_dict() for a in stats.judge_vs_human(frame[["item", "criterion", "reviewer", "value", "is_judge"]])
+        ]
+    except ValueError:
+        return []

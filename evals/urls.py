@@ -8,6 +8,7 @@ urlpatterns = [
     path("runs/<str:public_id>/judge", api.run_judge, name="api-run-judge"),
     path("datasets", api.datasets, name="api-datasets"),
     path("datasets/<str:ref>", api.dataset_detail, name="api-dataset"),
+    path("evals/agreement", api.agreement, name="api-evals-agreement"),
     path("experiments", api.experiments, name="api-experiments"),
     path("experiments/<str:public_id>", api.experiment_detail, name="api-experiment"),
     path("experiments/<str:public_id>/gate", api.experiment_gate, name="api-experiment-gate"),

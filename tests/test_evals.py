@@ -3,7 +3,9 @@ verdicts), human labels with history, and experiments scored end to end with a w
 
 from __future__ import annotations
 
+import http.server
 import json
+import threading
 import time
 
 import pytest
@@ -143,7 +145,7 @@ def test_human_labels_keep_their_history_per_reviewer(alice, alice_api, bob_api)
         ("ben", None, 2),
     ]
     assert alice_api.delete(f"{url}/{on_event['id']}").status_code == 204
-    assert LabelChange.objects.filter(key="flag", value=None, previous="odd").exists()
+    assert LabelChange.objects.filter(key="flag", value__isnull=True, previous="odd").exists()
     assert alice_api.post(url, {"key": "bad key!", "value": 1}, format="json").status_code == 400
     assert (
         alice_api.post(url, {"key": "x", "value": 1, "event_seq": 99}, format="json").json()["error"]["param"]
@@ -207,8 +209,10 @@ def test_an_experiment_runs_and_scores_every_trial(alice, alice_api, worker):
     while (state := alice_api.get(f"/api/v1/experiments/{experiment}").json())["status"] != "done":
         assert time.monotonic() < deadline, state
         time.sleep(0.3)
-    summary = {row["model"]: row for row in state["results"]["summary"]["models"]}
-    assert summary["scripted/default"]["pass_rate"] == pytest.approx(2 / 3)
+    summary = state["results"]["summary"]["models"]
+    assert summary["scripted/default"]["pass_rate"]["value"] == pytest.approx(2 / 3)
+    assert summary["scripted/alt"]["n_runs"] == 6 and summary["scripted/alt"]["flaky_items"] == []
+    assert state["results"]["comparison"]["verdict"] == "inconclusive"
     assert state["scored"] == 12
     for run in Run.objects.filter(trials__experiment__public_id=experiment):
         assert finished(run.public_id).status == "succeeded"
@@ -230,3 +234,99 @@ def test_bad_experiments_and_rubrics_are_refused(alice_api, bob_api):
     assert bob_api.get(f"/api/v1/rubrics/{ok.json()['id']}").status_code == 404
     assert alice_api.post("/api/v1/experiments", {"task": "nope/nope"}, format="json").status_code == 404
     assert not Rubric.objects.filter(name="r").count() > 1
+
+
+def finished_experiment(api) -> str:
+    push(api, "evals", "shout", workflow=workflow(step("shout", "text_template", template="{{ init_params.item }}!")))
+    items = [{"key": k, "inputs": {"item": k}, "expected": {"outputs.text": f"{k}!"}} for k in ("a", "b", "c")]
+    items[2]["expected"] = "nope"
+    api.post("/api/v1/datasets", {"name": "words", "items": items}, format="json")
+    body = {"task": "evals/shout", "dataset": "words", "models": ["scripted/default", "scripted/alt"], "repeats": 2}
+    experiment = api.post("/api/v1/experiments", body, format="json").json()["id"]
+    deadline = time.monotonic() + 90
+    while api.get(f"/api/v1/experiments/{experiment}").json()["status"] != "done":
+        assert time.monotonic() < deadline
+        time.sleep(0.3)
+    return experiment
+
+
+class FakeGitHub(http.server.BaseHTTPRequestHandler):
+    comments: list = []
+
+    def do_POST(self):
+        body = json.loads(self.rfile.read(int(self.headers["content-length"])))
+        FakeGitHub.comments.append((self.path, self.headers["Authorization"], body["body"]))
+        self.send_response(201)
+        self.send_header("content-type", "application/json")
+        self.end_headers()
+        self.wfile.write(json.dumps({"html_url": "https://github.test/acme/widgets/pull/7#c1"}).encode())
+
+    def log_message(self, *args):
+        pass
+
+
+def test_the_gate_cli_passes_fails_and_posts_its_report_to_github(
+    alice, alice_api, worker, jetty, tmp_path, monkeypatch
+):
+    from .test_cli import cli
+
+    experiment = finished_experiment(alice_api)
+    login = {"url": jetty.url, "token": alice.token}
+    passing = cli(tmp_path, "gate", experiment, "--rule", '{"metric": "pass_rate", "min": 0.6}', **login)
+    assert passing.returncode == 0, passing.stderr
+    assert (
+        passing.stdout.startswith("## ✅") and "scripted/default" in passing.stdout and "gate passed" in passing.stderr
+    )
+    failing = cli(tmp_path, "gate", experiment, "--rule", '{"metric": "pass_rate", "min": 0.9}', **login)
+    assert failing.returncode == 1 and failing.stdout.startswith("## ❌") and "gate FAILED" in failing.stderr
+    relative = '{"metric": "pass_rate", "not_worse_than": "scripted/alt", "confidence": 0.95}'
+    assert cli(tmp_path, "gate", experiment, "--rule", relative, **login).returncode == 0
+    assert cli(tmp_path, "gate", experiment, "--rule", '{"metric": "nope", "min": 1}', **login).returncode == 2
+
+    FakeGitHub.comments = []
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), FakeGitHub)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setenv("GITHUB_TOKEN", "ghs_test")
+    monkeypatch.setenv("GITHUB_API_URL", f"http://127.0.0.1:{server.server_port}")
+    try:
+        posted = cli(
+            tmp_path,
+            "gate",
+            experiment,
+            "--rule",
+            '{"metric": "pass_rate", "min": 0.9}',
+            "--report",
+            "gate.md",
+            "--github-repo",
+            "acme/widgets",
+            "--pr",
+            "7",
+            **login,
+        )
+    finally:
+        server.shutdown()
+    assert posted.returncode == 1 and "posted https://github.test/acme/widgets/pull/7#c1" in posted.stderr
+    ((path, auth, comment),) = FakeGitHub.comments
+    assert path == "/repos/acme/widgets/issues/7/comments" and auth == "Bearer ghs_test"
+    assert comment == (tmp_path / "gate.md").read_text() and comment.startswith("## ❌")
+
+
+def test_agreement_between_reviewers_and_with_the_judge(alice, alice_api):
+    from sklearn.metrics import cohen_kappa_score
+
+    runs = [make_run(alice.org, task="review") for _ in range(5)]
+    ann, ben, judge = [5, 4, 3, 2, 4], [5, 3, 3, 2, 5], [5, 4, 3, 2, 4]
+    for run, a, b, j in zip(runs, ann, ben, judge, strict=True):
+        url = f"/api/v1/runs/{run.public_id}/labels"
+        alice_api.post(url, {"key": "score.correctness", "value": a, "reviewer": "ann"}, format="json")
+        alice_api.post(url, {"key": "score.correctness", "value": b, "reviewer": "ben"}, format="json")
+        from trajectories.actions import record_label
+
+        record_label(run, "score.correctness", j, source="judge", author="judge:scripted/score-4")
+    body = alice_api.get("/api/v1/evals/agreement").json()
+    (reviewers,) = body["reviewers"]
+    expected = cohen_kappa_score(ann, ben, weights="quadratic", labels=[1, 2, 3, 4, 5])
+    assert reviewers["criterion"] == "correctness" and reviewers["n_items"] == 5
+    assert reviewers["kappa"] == pytest.approx(expected)
+    (versus,) = body["judge_vs_human"]
+    assert versus["n"] == 5 and versus["exact_agreement"] is not None
