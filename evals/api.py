@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 import pandas as pd
+from django.db import transaction
 from django.http import Http404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
@@ -17,13 +18,13 @@ from rest_framework.response import Response
 from orgs.api_errors import ApiError
 from orgs.auth import principal_of
 from orgs.models import public_code
-from runs.models import Task
+from runs.models import Task, TaskKind
 from trajectories.api import get_run_for
 from trajectories.models import Label, LabelSource
 
 from .experiments import start_experiment
 from .judges import JudgeError, judge_run
-from .models import Dataset, DatasetItem, Experiment, Rubric
+from .models import Dataset, DatasetItem, Experiment, HillClimb, Rubric
 from .results import agreement_rows, experiment_results, gate_experiment, judge_rows
 
 
@@ -399,3 +400,78 @@ def agreement(request: Request) -> Response:
             "judge_vs_human": judge_rows(humans, judges),
         }
     )
+
+
+def hill_climb_json(climb: HillClimb) -> dict[str, Any]:
+    return {
+        "object": "hill_climb",
+        "id": climb.public_id,
+        "task": f"{climb.task.collection.name}/{climb.task.name}",
+        "rubric": climb.rubric.public_id,
+        "judge_model": climb.judge_model,
+        "reviser_model": climb.reviser_model,
+        "max_rounds": climb.max_rounds,
+        "patience": climb.patience,
+        "status": climb.status,
+        "best_version": climb.best_version,
+        "best_grade": climb.best_grade,
+        "rounds": climb.rounds,
+    }
+
+
+@extend_schema(request=OpenApiTypes.OBJECT, responses=OpenApiTypes.OBJECT, operation_id="hill_climbs")
+@api_view(["POST"])
+def hill_climbs(request: Request) -> Response:
+    """Start hill-climbing a runbook task: `{"task", "rubric", "judge_model", "reviser_model", "model"?,
+    "init_params"?, "max_rounds" (1-10), "patience" (1-10)}`."""
+    from .tasks import advance_hill_climb
+
+    principal = principal_of(request)
+    body = _body(request)
+    task = _task(request, body.get("task"))
+    if task.kind != TaskKind.RUNBOOK or not task.latest_version:
+        raise _bad("Hill-climbing improves a runbook task that has a version", "task")
+    if not isinstance(body.get("rubric"), str):
+        raise _bad("`rubric` (id or name) is required", "rubric")
+    rubric = get_rubric_for(request, body["rubric"])
+    fields = {}
+    for key in ("judge_model", "reviser_model"):
+        if not isinstance(body.get(key), str) or not body[key]:
+            raise _bad(f"`{key}` is required", key)
+        fields[key] = body[key]
+    model = body.get("model") or ""
+    if fields["judge_model"] == model and not body.get("allow_same_model"):
+        raise _bad("The judge may not be the model under test (set `allow_same_model` to allow it)", "judge_model")
+    for key, default in (("max_rounds", 5), ("patience", 2)):
+        value = body.get(key, default)
+        if type(value) is not int or not 1 <= value <= 10:
+            raise _bad(f"`{key}` must be an integer from 1 to 10", key)
+        fields[key] = value
+    if not isinstance(body.get("init_params", {}), dict):
+        raise _bad("`init_params` must be an object", "init_params")
+    climb = HillClimb.objects.create(
+        public_id=public_code("hc"),
+        org=principal.org,
+        task=task,
+        rubric=rubric,
+        model=model,
+        init_params=body.get("init_params", {}),
+        candidate_version=task.latest_version,
+        token_prefix=principal.prefix,
+        **fields,
+    )
+    transaction.on_commit(lambda: advance_hill_climb.delay(climb.pk))
+    return Response(hill_climb_json(climb), status=201)
+
+
+@extend_schema(responses=OpenApiTypes.OBJECT, operation_id="hill_climb")
+@api_view(["GET"])
+def hill_climb_detail(request: Request, public_id: str) -> Response:
+    climb = (
+        HillClimb.objects.filter(org=principal_of(request).org, public_id=public_id)
+        .select_related("task__collection", "rubric")
+        .first()
+    )
+    if climb is None:
+        raise Http404
+    return Response(hill_climb_json(climb))

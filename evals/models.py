@@ -140,3 +140,31 @@ class Trial(models.Model):
 
     def __str__(self) -> str:
         return f"{self.experiment} {self.item.key} {self.model} #{self.repeat}"
+
+
+class HillClimb(models.Model):
+    """Improve a runbook task against its judge: run the candidate, judge it, have a model revise the best version
+    so far, and again, until the cap on rounds or ``patience`` rounds without improvement. Every round is kept."""
+
+    public_id = models.CharField(max_length=32, unique=True)
+    org = models.ForeignKey(Org, on_delete=models.CASCADE, related_name="hill_climbs")
+    task = models.ForeignKey(Task, on_delete=models.CASCADE, related_name="hill_climbs")
+    rubric = models.ForeignKey(Rubric, on_delete=models.PROTECT)
+    judge_model = models.CharField(max_length=200)
+    reviser_model = models.CharField(max_length=200)
+    model = models.CharField(max_length=200, blank=True, help_text="The model the runs use (default: the task's)")
+    init_params = models.JSONField(default=dict, blank=True)
+    max_rounds = models.PositiveSmallIntegerField(default=5)
+    patience = models.PositiveSmallIntegerField(default=2)
+    status = models.CharField(max_length=10, choices=ExperimentStatus.choices, default=ExperimentStatus.RUNNING)
+    candidate_version = models.PositiveIntegerField()
+    current_run = models.ForeignKey(Run, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    best_version = models.PositiveIntegerField(null=True, blank=True)
+    best_grade = models.FloatField(null=True, blank=True)
+    rounds = models.JSONField(default=list, blank=True)
+    token_prefix = models.CharField(max_length=16, blank=True)
+    lease_until = models.DateTimeField(null=True, blank=True)
+    created = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return self.public_id

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from .models import Experiment, ExperimentStatus
+from .models import Experiment, ExperimentStatus, HillClimb
 
 POLL_S = 2.0
 
@@ -22,7 +22,7 @@ def advance_experiment(experiment_id: int) -> bool:
 
 @shared_task
 def sweep_experiments() -> int:
-    """Hand running experiments back to the queue (a lost message or a dead worker must not stall one)."""
+    """Hand running experiments and hill-climbs back to the queue: a lost message or a dead worker stalls none."""
     from datetime import timedelta
 
     from django.db.models import Q
@@ -35,4 +35,18 @@ def sweep_experiments() -> int:
     ids = list(running.values_list("pk", flat=True))
     for pk in ids:
         advance_experiment.delay(pk)
-    return len(ids)
+    climbs = list(HillClimb.objects.filter(free, status=ExperimentStatus.RUNNING).values_list("pk", flat=True))
+    for pk in climbs:
+        advance_hill_climb.delay(pk)
+    return len(ids) + len(climbs)
+
+
+@shared_task(acks_late=True)
+def advance_hill_climb(climb_id: int) -> bool:
+    """Take the climb one step; look again soon while its run works."""
+    from .hillclimb import advance
+
+    done = advance(climb_id)
+    if done is False:
+        advance_hill_climb.apply_async((climb_id,), countdown=POLL_S)
+    return bool(done)

@@ -330,3 +330,37 @@ def test_agreement_between_reviewers_and_with_the_judge(alice, alice_api):
     assert reviewers["kappa"] == pytest.approx(expected)
     (versus,) = body["judge_vs_human"]
     assert versus["n"] == 5 and versus["exact_agreement"] is not None
+
+
+def test_hill_climbing_stops_on_patience_and_keeps_every_round(alice, alice_api, worker):
+    from .factories import STORED_RUNBOOK
+
+    runbook = STORED_RUNBOOK.replace(
+        "secrets:\n  API_TOKEN: {env: SERVICE_TOKEN, description: the service token, required: true}\n", ""
+    ).replace(' token {{secrets.API_TOKEN}}" && test -n "$SERVICE_TOKEN"', '"')
+    push(alice_api, "evals", "greet", runbook=runbook)
+    rubric(alice.org)
+    body = {
+        "task": "evals/greet",
+        "rubric": "quality",
+        "judge_model": "scripted/score-4",
+        "reviser_model": "scripted/default",
+        "init_params": {"name": "ada"},
+        "max_rounds": 5,
+        "patience": 2,
+    }
+    created = alice_api.post("/api/v1/hill-climbs", body, format="json")
+    assert created.status_code == 201, created.json()
+    deadline = time.monotonic() + 120
+    while (state := alice_api.get(f"/api/v1/hill-climbs/{created.json()['id']}").json())["status"] == "running":
+        assert time.monotonic() < deadline, state
+        time.sleep(0.3)
+    assert state["status"] == "done"
+    rounds = state["rounds"]
+    assert [r["grade"] for r in rounds] == [4.0, 4.0, 4.0]  # two rounds without improvement: patience is out
+    assert [r["improved"] for r in rounds] == [True, False, False] and state["best_version"] == 1
+    runs = [Run.objects.get(public_id=r["run_id"]) for r in rounds]
+    assert len({r.pk for r in runs}) == 3 and all(r.status == "succeeded" for r in runs)
+    assert all(r.labels.filter(key="eval.grade", author="judge:scripted/score-4").exists() for r in runs)
+    same = alice_api.post("/api/v1/hill-climbs", {**body, "model": "scripted/score-4"}, format="json")
+    assert same.status_code == 400 and same.json()["error"]["param"] == "judge_model"
