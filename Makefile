@@ -30,7 +30,7 @@ lint: venv
 	.venv/bin/ruff format --check .
 
 typecheck: venv
-	.venv/bin/mypy orgs trajectories runs jetty_site jetty_cli
+	.venv/bin/mypy orgs trajectories runs evals jetty_site jetty_cli
 
 migrations-check: venv
 	$(PY) manage.py makemigrations --check --dry-run

@@ -4,6 +4,8 @@
     jetty validate RUNBOOK.md               the validator's errors and warnings; exit 1 on errors
     jetty push DIR [--collection C] [--name N] [-m MSG]  store a runbook folder as a new version of a task
     jetty diff COLLECTION/TASK [--from N] [--to M]       what changed between two versions
+    jetty gate [EXPERIMENT | --start SPEC.json] --rule JSON [--report F] [--github-repo O/N --pr N]
+                                            a quality gate over an experiment: exit 1 when it fails
     jetty run RUNBOOK.md [--param k=v] [--file F] [--model M] [--agent A]
                                             run it (the jetty block from the frontmatter), streaming progress
     jetty status ID | jetty logs ID | jetty download ID [--dir D]
@@ -18,6 +20,7 @@ import argparse
 import json
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -160,6 +163,65 @@ def diff(args: argparse.Namespace) -> int:
     return 0
 
 
+GITHUB_API = "https://api.github.com"
+
+
+def post_pr_comment(repo: str, pr: int, body: str) -> str:
+    """Post the report as a comment on a pull request through GitHub's REST API; returns the comment's URL."""
+    token = os.environ.get("GITHUB_TOKEN")
+    if not token:
+        raise Failure("posting to GitHub needs GITHUB_TOKEN")
+    base = os.environ.get("GITHUB_API_URL", GITHUB_API).rstrip("/")
+    response = httpx.post(
+        f"{base}/repos/{repo}/issues/{pr}/comments",
+        json={"body": body},
+        headers={
+            "Authorization": f"Bearer {token}",
+            "Accept": "application/vnd.github+json",
+            "X-GitHub-Api-Version": "2022-11-28",
+        },
+        timeout=30,
+    )
+    if response.is_error:
+        raise Failure(f"GitHub answered {response.status_code}: {response.text[:300]}")
+    return str(response.json().get("html_url", ""))
+
+
+def gate(args: argparse.Namespace) -> int:
+    """Run (``--start SPEC.json``) or read an experiment, apply the rule, write the report; exit 1 when it fails."""
+    try:
+        rule = json.loads(args.rule)
+    except ValueError as exc:
+        raise Failure(f"--rule is not JSON: {exc}") from None
+    with client() as http:
+        experiment = args.experiment
+        if args.start:
+            spec = json.loads(Path(args.start).read_text())
+            experiment = checked(http.post("/api/v1/experiments", json=spec)).json()["id"]
+            print(f"started experiment {experiment}", file=sys.stderr)
+        if not experiment:
+            raise Failure("name an experiment, or start one with --start SPEC.json")
+        deadline = time.monotonic() + args.timeout
+        while True:
+            state = checked(http.get(f"/api/v1/experiments/{experiment}")).json()
+            if state["status"] in ("done", "failed") or not args.wait:
+                break
+            if time.monotonic() > deadline:
+                raise Failure(f"experiment {experiment} still {state['status']} after {args.timeout} s")
+            time.sleep(2)
+        params = {"rule": json.dumps(rule), **({"model": args.model} if args.model else {})}
+        verdict = checked(http.get(f"/api/v1/experiments/{experiment}/gate", params=params)).json()
+    report = verdict["report"]
+    if args.report:
+        Path(args.report).write_text(report)
+    else:
+        print(report)
+    if args.github_repo and args.pr:
+        print(f"posted {post_pr_comment(args.github_repo, args.pr, report)}", file=sys.stderr)
+    print(("gate passed: " if verdict["passed"] else "gate FAILED: ") + verdict["reason"], file=sys.stderr)
+    return 0 if verdict["passed"] else 1
+
+
 def run(args: argparse.Namespace) -> int:
     text = Path(args.runbook).read_text()
     meta = frontmatter(text)
@@ -285,6 +347,17 @@ def parser() -> argparse.ArgumentParser:
     sub.add_argument("id")
     sub.add_argument("--dir")
     sub.set_defaults(handler=download)
+    sub = commands.add_parser("gate", help="apply a quality gate to an experiment; exit 1 when it fails")
+    sub.add_argument("experiment", nargs="?", help="the experiment's id (or --start SPEC.json)")
+    sub.add_argument("--start", metavar="SPEC.json", help="start this experiment first, then wait for it")
+    sub.add_argument("--rule", required=True, help='JSON, e.g. {"metric": "pass_rate", "min": 0.8}')
+    sub.add_argument("--model", help="the candidate model (default: the experiment's first)")
+    sub.add_argument("--wait", action="store_true", help="wait until the experiment is done (implied by --start)")
+    sub.add_argument("--timeout", type=float, default=3600)
+    sub.add_argument("--report", help="write the markdown report here (default: stdout)")
+    sub.add_argument("--github-repo", metavar="OWNER/NAME", help="post the report on this repository's PR")
+    sub.add_argument("--pr", type=int, help="the pull request number (GITHUB_TOKEN, GITHUB_API_URL from env)")
+    sub.set_defaults(handler=gate)
     sub = commands.add_parser("mcp", help="serve the commands as MCP tools (stdio, or streamable HTTP with --http)")
     sub.add_argument("--http", action="store_true", help="streamable HTTP at http://HOST:PORT/mcp instead of stdio")
     sub.add_argument("--host", default="127.0.0.1")
@@ -295,6 +368,8 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    if getattr(args, "start", None):
+        args.wait = True
     try:
         return int(args.handler(args))
     except Failure as failure:

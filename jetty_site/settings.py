@@ -92,6 +92,7 @@ INSTALLED_APPS = [
     "orgs",
     "trajectories",
     "runs",
+    "evals",
 ]
 
 MIDDLEWARE = [

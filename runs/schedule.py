@@ -20,6 +20,11 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": 30.0,
         "options": {"queue": Queue.DEFAULT, "expires": 25},
     },
+    "sweep-experiments": {
+        "task": "evals.tasks.sweep_experiments",
+        "schedule": 60.0,
+        "options": {"queue": Queue.DEFAULT, "expires": 55},
+    },
     "recover-gateway-spool": {
         "task": "runs.tasks.recover_gateway_spool",
         "schedule": 30.0,

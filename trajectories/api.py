@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from django.http import FileResponse, Http404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
@@ -12,8 +14,10 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from orgs.api_errors import ApiError
+from orgs.auth import principal_of
 
-from .models import Run, RunStatus
+from .actions import record_label, remove_label
+from .models import Label, LabelSource, Run, RunStatus
 from .serializers import EventPageSerializer, EventSerializer, RunSerializer
 
 MAX_EVENTS_PAGE = 500
@@ -149,4 +153,102 @@ def run_artifact_download(request: Request, public_id: str, path: str) -> FileRe
         content_type=artifact.content_type,
         as_attachment=False,
         filename=path.rsplit("/", 1)[-1],
+    )
+
+
+def label_json(label: Label) -> dict:
+    return {
+        "id": label.pk,
+        "key": label.key,
+        "value": label.value,
+        "event_seq": label.event.seq if label.event_id and label.event else None,
+        "source": label.source,
+        "author": label.author,
+        "criterion": label.criterion or None,
+        "rubric": label.rubric or None,
+        "judge_model": label.judge_model or None,
+        "prompt_version": label.prompt_version or None,
+        "explanation": label.explanation,
+        "raw_output": label.raw_output or None,
+        "created": label.created.isoformat(),
+        "updated": label.updated.isoformat(),
+    }
+
+
+LABEL_KEY = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:-]{0,199}$")
+
+
+@extend_schema(request=OpenApiTypes.OBJECT, responses=OpenApiTypes.OBJECT, operation_id="runs_labels")
+@api_view(["GET", "POST"])
+def run_labels(request: Request, public_id: str) -> Response:
+    """A run's labels (every author's), or set one: `{"key", "value", "event_seq"?, "criterion"?, "reviewer"?,
+    "explanation"?}`. A reviewer holds one label per key; setting it again keeps the old value in its history."""
+    run = get_run_for(request, public_id)
+    if request.method == "POST":
+        body = request.data if isinstance(request.data, dict) else None
+        if body is None:
+            raise ApiError(400, "The body must be a JSON object")
+        key = body.get("key")
+        if not isinstance(key, str) or not LABEL_KEY.match(key):
+            raise ApiError(400, "`key` must be a name like `eval.pass` or `score.correctness`", param="key")
+        if "value" not in body or body["value"] is None:
+            raise ApiError(400, "`value` is required (DELETE the label to remove it)", param="value")
+        event = None
+        if body.get("event_seq") is not None:
+            event = run.events.filter(seq=body["event_seq"]).first() if isinstance(body["event_seq"], int) else None
+            if event is None:
+                raise ApiError(400, f"The run has no event {body['event_seq']!r}", param="event_seq")
+        principal = principal_of(request)
+        reviewer = body.get("reviewer") or f"token:{principal.prefix}"
+        for field in ("reviewer", "criterion", "explanation"):
+            if not isinstance(body.get(field, ""), str) or len(body.get(field, "")) > 10_000:
+                raise ApiError(400, f"`{field}` must be a string", param=field)
+        label = record_label(
+            run,
+            key,
+            body["value"],
+            source=LabelSource.HUMAN,
+            author=reviewer[:200],
+            changed_by=f"token:{principal.prefix}",
+            event=event,
+            criterion=body.get("criterion") or (key.removeprefix("score.") if key.startswith("score.") else ""),
+            explanation=body.get("explanation", ""),
+        )
+        return Response(label_json(label), status=201)
+    labels = run.labels.select_related("event").order_by("key", "author")
+    return Response({"object": "list", "data": [label_json(label) for label in labels]})
+
+
+@extend_schema(responses=OpenApiTypes.OBJECT, operation_id="runs_labels_delete")
+@api_view(["DELETE"])
+def run_label_delete(request: Request, public_id: str, label_id: int) -> Response:
+    run = get_run_for(request, public_id)
+    label = run.labels.filter(pk=label_id).first()
+    if label is None:
+        raise Http404
+    remove_label(label, changed_by=f"token:{principal_of(request).prefix}")
+    return Response(status=204)
+
+
+@extend_schema(responses=OpenApiTypes.OBJECT, operation_id="runs_labels_history")
+@api_view(["GET"])
+def run_label_history(request: Request, public_id: str) -> Response:
+    """Every change of the run's labels: who, when, the previous value and the new one."""
+    run = get_run_for(request, public_id)
+    changes = run.label_changes.order_by("created", "id")[:5000]
+    return Response(
+        {
+            "object": "list",
+            "data": [
+                {
+                    "key": c.key,
+                    "author": c.author,
+                    "previous": c.previous,
+                    "value": c.value,
+                    "changed_by": c.changed_by,
+                    "created": c.created.isoformat(),
+                }
+                for c in changes
+            ],
+        }
     )

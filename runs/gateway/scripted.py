@@ -5,7 +5,8 @@ It answers deterministically and instantly, so the whole platform runs without a
   ``tool_choice`` names, or the first one, with arguments filled from the tool's JSON schema;
 - ``response_format`` asks for JSON: a JSON object (filled from the schema when one is given);
 - otherwise text: an echo of the last user message, or a note of the tool result it was given.
-``stop`` sequences cut the text, ``n`` gives that many choices, and usage counts whitespace-separated words.
+``scripted/score-N`` answers every integer of a JSON schema with N (a judge with a fixed verdict). ``stop``
+sequences cut the text, ``n`` gives that many choices, and usage counts whitespace-separated words.
 """
 
 from __future__ import annotations
@@ -35,19 +36,22 @@ def _words(messages: list[dict[str, Any]]) -> int:
     return sum(len(_text_of(m.get("content")).split()) for m in messages)
 
 
-def _fill(schema: dict[str, Any], text: str) -> Any:
-    """A deterministic value matching a (simple) JSON schema."""
+def _fill(schema: dict[str, Any], text: str, number: int | None = None) -> Any:
+    """A deterministic value matching a (simple) JSON schema; integers are ``number`` (kept within the schema's
+    bounds) when given, else 1."""
     kind = schema.get("type")
     if "enum" in schema:
         return schema["enum"][0]
     if kind == "object" or "properties" in schema:
         props = schema.get("properties", {})
         required = schema.get("required", list(props))
-        return {name: _fill(props.get(name, {}), text) for name in required}
+        return {name: _fill(props.get(name, {}), text, number) for name in required}
     if kind == "array":
-        return [_fill(schema.get("items", {}), text)]
+        return [_fill(schema.get("items", {}), text, number)]
     if kind == "integer":
-        return 1
+        if number is None:
+            return 1
+        return max(schema.get("minimum", number), min(schema.get("maximum", number), number))
     if kind == "number":
         return 1.0
     if kind == "boolean":
@@ -103,6 +107,12 @@ class Turn:
         self.text = ""
         self._decide()
 
+    @property
+    def number(self) -> int | None:
+        """``scripted/score-N`` fills every integer of a JSON answer with N: a judge with a fixed verdict."""
+        found = re.fullmatch(r"score-(\d+)", self.model)
+        return int(found.group(1)) if found else None
+
     def _call(self, function: dict[str, Any], arguments: Any) -> None:
         digest = hashlib.sha256(json.dumps(self.messages, sort_keys=True, default=str).encode()).hexdigest()
         self.tool_call = {
@@ -151,7 +161,7 @@ class Turn:
             reply = f"echo: {user_text}" if self.model != "alt" else f"alt says: {user_text}"
         if response_format.get("type") == "json_schema":
             schema = response_format.get("json_schema", {}).get("schema", {})
-            self.text = json.dumps(_fill(schema, reply))
+            self.text = json.dumps(_fill(schema, reply, self.number))
         elif response_format.get("type") == "json_object":
             self.text = json.dumps({"answer": reply})
         else:

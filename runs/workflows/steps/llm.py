@@ -5,20 +5,9 @@ from __future__ import annotations
 import base64
 import json
 import mimetypes
-import time
 from typing import Any
 
-import litellm
-import openai
-from django.conf import settings
-
-from orgs.api_errors import ApiError
-from orgs.models import ProviderKey
-
-from ...gateway import scripted
-from ...gateway.calls import redact_request
-from ...gateway.pricing import cost_of
-from ...gateway.routing import provider_of
+from ...llm import ModelError, complete
 from ...models import Upload
 from ..registry import ANY, BOOLEAN, INTEGER, STRING, STRINGS, Json, Step, StepContext, StepFailed, obj, register
 from .data import schema_errors
@@ -38,60 +27,20 @@ def call_model(ctx: StepContext, model: str, messages: list[Json], **params: Any
     """One model call with the org's provider key, recorded as a ``model.call`` event of the workflow run.
     Returns {text, json, model, usage, cost_usd}."""
     try:
-        provider, upstream_model = provider_of(model)
-    except ApiError as exc:
-        raise StepFailed(exc.message) from None
-    if not ctx.run.org.may_use_model(model):
-        raise StepFailed(f"the model {model!r} is not enabled for this organisation")
-    api_key = api_base = None
-    if provider != scripted.PROVIDER:
-        key = ProviderKey.objects.filter(org_id=ctx.run.org_id, provider=provider).first()
-        if key is not None:
-            api_key, api_base = key.get_key(), key.api_base or None
-    params = {k: v for k, v in params.items() if v is not None}
-    started = time.time()
-    try:
-        response = litellm.completion(
-            model=model,
-            messages=messages,
-            api_key=api_key,
-            api_base=api_base,
-            timeout=settings.JETTY_GATEWAY_TIMEOUT_S,
-            **params,
-        ).model_dump()
-    except (openai.OpenAIError, litellm.UnsupportedParamsError) as exc:
-        raise StepFailed(f"{model}: {exc.__class__.__name__}: {str(exc)[:500]}") from None
-    latency = int((time.time() - started) * 1000)
-    usage = response.get("usage") or {}
-    prompt, completion = int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
-    cost = cost_of(upstream_model, provider, prompt, completion)
-    choice = (response.get("choices") or [{}])[0]
-    text = (choice.get("message") or {}).get("content") or ""
+        answer = complete(ctx.run.org, model, messages, **params)
+    except ModelError as exc:
+        raise StepFailed(str(exc)) from None
     ctx.record(
         "model.call",
-        {
-            "request": redact_request({"model": model, "messages": messages, **params}),
-            "response": response,
-            "finish_reason": choice.get("finish_reason"),
-        },
+        {"request": answer.request, "response": answer.response, "finish_reason": answer.finish_reason},
         model=model,
-        provider=provider,
-        prompt_tokens=prompt,
-        completion_tokens=completion,
-        cost_usd=cost,
-        latency_ms=latency,
+        provider=answer.provider,
+        prompt_tokens=answer.prompt_tokens,
+        completion_tokens=answer.completion_tokens,
+        cost_usd=answer.cost_usd,
+        latency_ms=answer.latency_ms,
     )
-    try:
-        parsed = json.loads(text)
-    except ValueError:
-        parsed = None
-    return {
-        "text": text,
-        "json": parsed,
-        "model": model,
-        "usage": {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion},
-        "cost_usd": cost,
-    }
+    return answer.outputs()
 
 
 def json_format(name: str, schema: Json) -> Json:
