@@ -212,6 +212,22 @@ def test_an_agent_run_and_its_files_round_trip_into_another_org(alice_api, alice
     assert files(back) == files(doc)
     assert all(a["url"].endswith(f"/api/v1/runs/{copy_id}/artifacts/{a['path']}") for a in back["artifacts"])
     assert bob_api.get(f"/api/v1/runs/{copy_id}/artifacts/count.txt").getvalue() == b"4\n"
+    # As ATIF: a step per model call with its tool calls and results; what ATIF cannot hold is counted.
+    atif = json.loads(export(alice_api, run.public_id, "atif").content)
+    assert atif["schema_version"] == "ATIF-v1.6" and atif["agent"]["name"] == "jetty-agent"
+    calls = [e for e in doc["events"] if e["kind"] == "tool.call"]
+    agent_steps = [step for step in atif["steps"] if step["source"] == "agent"]
+    assert len(agent_steps) == sum(1 for e in doc["events"] if e["kind"] == "model.call")
+    assert [c["tool_call_id"] for step in agent_steps for c in step.get("tool_calls", [])] == [
+        c["payload"]["id"] for c in calls
+    ]
+    assert [r["source_call_id"] for step in agent_steps for r in step.get("observation", {}).get("results", [])] == [
+        c["payload"]["id"] for c in calls
+    ]
+    assert [step["step_id"] for step in atif["steps"]] == list(range(1, len(atif["steps"]) + 1))
+    skipped = atif["extra"]["jetty"]["not_in_atif"]
+    assert skipped["command"] == 4 and skipped["run.state"] >= 3 and skipped["file.change"] >= 4
+    assert import_file(bob_api, "atif", json.dumps(atif).encode()).status_code == 201
     # Without the content, the files are listed in the run's metadata and the report says so.
     listed = trajectory_of(alice_api, run.public_id)
     listed["run"]["id"] = "elsewhere-1"
@@ -487,6 +503,9 @@ def test_an_atif_trajectory_imports_as_a_run_and_reports_the_fields_it_does_not_
     again = import_file(alice_api, "atif", json.dumps(ATIF).encode())
     assert again.status_code == 200 and again.json()["existing"] == [run_id]
     assert Run.objects.filter(org=alice.org).count() == 1
+    # Exported as ATIF again, it is the document it came from, the fields the import did not know included.
+    back = export(alice_api, run_id, "atif")
+    assert back.status_code == 200 and json.loads(back.content) == ATIF
 
 
 def test_bad_imports_are_400_and_write_nothing(alice, alice_api):

@@ -27,7 +27,15 @@ from orgs.models import Collection
 
 from .actions import ImportConflict, record_imported_runs
 from .api import get_run_for
-from .exports import ExportTooLarge, OtlpExportFailed, dumps, export_run_otlp, run_to_jsonl, run_to_trajectory_json
+from .exports import (
+    ExportTooLarge,
+    OtlpExportFailed,
+    dumps,
+    export_run_otlp,
+    run_to_atif,
+    run_to_jsonl,
+    run_to_trajectory_json,
+)
 from .imports import FORMATS, BadImport, ImportedRun, Report, parse_import, parse_trajectory
 from .models import Run
 from .serializers import RunSerializer
@@ -43,6 +51,7 @@ class FormatIsOurs(DefaultContentNegotiation):
 EXPORT_FORMATS = {
     "jsonl": ("application/x-ndjson", "jsonl"),
     "trajectory": ("application/json", "trajectory.json"),
+    "atif": ("application/json", "atif.json"),
 }
 
 
@@ -59,7 +68,9 @@ EXPORT_FORMATS = {
     },
     operation_id="runs_export",
     description="The run with its events, artifacts and labels, as a download: `jsonl` (one object per line: "
-    "the header, each event, each artifact, each label) or Jetty's `trajectory` JSON (what `ingest` reads).",
+    "the header, each event, each artifact, each label), Jetty's `trajectory` JSON (what `ingest` reads), or a "
+    "Harbor `atif` trajectory (messages, model calls, tool calls and results; the rest counted in "
+    "`extra.jetty.not_in_atif`).",
 )
 @api_view(["GET"])
 @content_negotiation_class(FormatIsOurs)
@@ -76,6 +87,8 @@ def run_export(request: Request, public_id: str) -> HttpResponse:
         response: HttpResponse | StreamingHttpResponse = StreamingHttpResponse(
             run_to_jsonl(run), content_type=content_type
         )
+    elif kind == "atif":
+        response = HttpResponse(dumps(run_to_atif(run)), content_type=content_type)
     else:
         inline = request.query_params.get("artifacts") == "inline"
         try:

@@ -129,6 +129,7 @@ def parse_atif(doc: dict[str, Any], *, task: str = "") -> tuple[list[ImportedRun
         response = {"message": content, "reasoning_content": step.get("reasoning_content"), "tool_calls": calls}
         call_payload = {
             "source": "atif",
+            "model_name": step.get("model_name"),
             "response": {k: v for k, v in response.items() if v not in (None, [], "")},
             "reasoning_effort": step.get("reasoning_effort"),
             "usage": {k: metrics[k] for k in ("prompt_tokens", "completion_tokens", "cached_tokens") if k in metrics},
@@ -156,6 +157,8 @@ def parse_atif(doc: dict[str, Any], *, task: str = "") -> tuple[list[ImportedRun
             call_id, name = str(call.get("tool_call_id") or ""), str(call.get("function_name") or "")
             names[call_id] = name
             payload = {"id": call_id, "name": name, "arguments": call.get("arguments") or {}}
+            if call.get("extra"):
+                payload["extra"] = call["extra"]
             stream.add(EventKind.TOOL_CALL, ts, payload | ({"unmapped": call_extra} if call_extra else {}), span=span)
         observation = step.get("observation") or {}
         results = observation.get("results") if isinstance(observation, dict) else None
@@ -173,7 +176,7 @@ def parse_atif(doc: dict[str, Any], *, task: str = "") -> tuple[list[ImportedRun
                 payload = {
                     "id": str(source_call),
                     "name": names.get(str(source_call), ""),
-                    "output": text_of(output),
+                    "output": None if output is None else text_of(output),
                     "ok": True,
                 }
                 if not isinstance(output, (str, type(None))):
@@ -187,6 +190,7 @@ def parse_atif(doc: dict[str, Any], *, task: str = "") -> tuple[list[ImportedRun
                 )
             else:
                 payload = {"message": text_of(output), "source": "atif observation", "subagents": refs}
+                payload |= {"extra": result.get("extra"), "unmapped": result_extra}
                 stream.add(EventKind.LOG, ts, {k: v for k, v in payload.items() if v}, span=span)
     if any(isinstance(s, dict) and s.get("observation") for s in steps):
         report.note("ATIF does not say whether a tool call failed: every tool.result is recorded with ok = true.")
@@ -207,7 +211,7 @@ def parse_atif(doc: dict[str, Any], *, task: str = "") -> tuple[list[ImportedRun
     record.metadata = {
         "import": {
             "format": "atif",
-            "source_id": session_id,
+            "session_id": session_id,
             "schema_version": version,
             "agent": {k: v for k, v in agent.items() if k in ATIF_AGENT},
             **{k: doc[k] for k in ("notes", "final_metrics", "extra") if doc.get(k)},
