@@ -126,9 +126,9 @@ def test_a_trajectory_ingested_into_another_org_round_trips_and_ingesting_again_
     assert {k: v for k, v in back["run"].items() if k not in identity} == {
         k: v for k, v in doc["run"].items() if k not in identity
     }
-    assert back["run"]["metadata"]["import"] == {
+    assert back["run"]["metadata"] == {**doc["run"]["metadata"], "ingest": {
         "format": "trajectory", "source_id": chat_run.public_id, "source_org": chat_run.org.public_id,
-    }  # fmt: skip
+    }}  # fmt: skip
     # Ingesting a run into the org it came from finds the run itself.
     home = alice_api.post("/api/v1/runs/ingest", doc, format="json")
     assert home.status_code == 200 and home.json()["run"]["id"] == chat_run.public_id
@@ -233,7 +233,7 @@ def test_an_agent_run_and_its_files_round_trip_into_another_org(alice_api, alice
     listed["run"]["id"] = "elsewhere-1"
     report = bob_api.post("/api/v1/runs/ingest", listed, format="json").json()
     assert [u["where"] for u in report["report"]["unmapped"]] == ["artifacts"]
-    assert len(Run.objects.get(public_id=report["run"]["id"]).metadata["import"]["artifacts"]) == 4
+    assert len(Run.objects.get(public_id=report["run"]["id"]).metadata["ingest"]["artifacts"]) == 4
 
 
 def test_a_workflow_exports_its_steps_keyed_by_name_and_as_a_span_per_step(alice_api, worker, otlp):
@@ -455,7 +455,7 @@ ATIF = {
 }
 
 
-def test_an_atif_trajectory_imports_as_a_run_and_reports_the_fields_it_does_not_know(alice, alice_api):
+def test_an_atif_trajectory_imports_as_a_run_and_reports_the_fields_it_does_not_know(alice, alice_api, bob_api):
     response = import_file(alice_api, "atif", json.dumps(ATIF).encode(), "trajectory.json", task="count-files")
     assert response.status_code == 201, response.content
     body = response.json()
@@ -506,6 +506,9 @@ def test_an_atif_trajectory_imports_as_a_run_and_reports_the_fields_it_does_not_
     # Exported as ATIF again, it is the document it came from, the fields the import did not know included.
     back = export(alice_api, run_id, "atif")
     assert back.status_code == 200 and json.loads(back.content) == ATIF
+    # And so it is after travelling to another org as Jetty's trajectory JSON.
+    moved = bob_api.post("/api/v1/runs/ingest", trajectory_of(alice_api, run_id), format="json").json()["run"]["id"]
+    assert json.loads(export(bob_api, moved, "atif").content) == ATIF
 
 
 def test_bad_imports_are_400_and_write_nothing(alice, alice_api):

@@ -269,7 +269,6 @@ def record_imported_runs(
             record = item.record
             record.public_id, record.org_id = derived, org.pk
             record.collection_id, record.token_prefix = collection_id, token_prefix
-            record.metadata.setdefault("import", {})["source_id"] = item.source_id
             record_finished_runs([record])
             run = Run.objects.select_related("org", "collection").get(public_id=derived)
             _record_imported_labels(run, item.labels)

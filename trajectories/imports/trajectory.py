@@ -74,7 +74,7 @@ LABEL_KNOWN = {*LABEL_STRINGS, "key", "value", "source", "author", "event_seq", 
 def _unknown(data: dict[str, Any], known: set[str], where: str, report: Report) -> dict[str, Any]:
     extra = {k: v for k, v in data.items() if k not in known}
     for key in extra:
-        report.add(f"{where}.{key}", "unknown field", "the run's metadata.import.unmapped")
+        report.add(f"{where}.{key}", "unknown field", "the run's metadata.ingest.unmapped")
     return extra
 
 
@@ -226,16 +226,16 @@ def parse_trajectory(doc: Any) -> tuple[ImportedRun, Report]:
         imported_meta["source_org"] = header["org"]
     if header.get("parent"):
         imported_meta["source_parent"] = header["parent"]
-        report.add("run.parent", "the parent (workflow) run", "metadata.import.source_parent (not linked)")
+        report.add("run.parent", "the parent (workflow) run", "metadata.ingest.source_parent (not linked)")
     if listed:
         imported_meta["artifacts"] = listed
         report.add(
             "artifacts", f"{len(listed)} artifact(s) without their content (export with ?artifacts=inline to carry it)",
-            "metadata.import.artifacts (path, size, sha256, url)",
+            "metadata.ingest.artifacts (path, size, sha256, url)",
         )  # fmt: skip
     if extra or top_extra:
         imported_meta["unmapped"] = {**{f"run.{k}": v for k, v in extra.items()}, **top_extra}
-    record.metadata = {**metadata, "import": imported_meta}
+    record.metadata = {**metadata, "ingest": imported_meta}  # the run's own metadata (an import's too) kept
     return ImportedRun(source_id, record, parsed_labels, collection=collection, artifacts=files), report
 
 
