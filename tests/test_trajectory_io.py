@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import copy
 import gzip
+import io
 import json
 import shlex
 import subprocess
 import sys
 import threading
+import zipfile
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -511,7 +513,7 @@ def test_an_atif_trajectory_imports_as_a_run_and_reports_the_fields_it_does_not_
     assert json.loads(export(bob_api, moved, "atif").content) == ATIF
 
 
-def test_bad_imports_are_400_and_write_nothing(alice, alice_api):
+def test_bad_imports_are_refused_and_write_nothing(alice, alice_api, settings):
     cases = [
         ("atif", b"not json"),
         ("atif", json.dumps({**ATIF, "schema_version": "2.0"}).encode()),
@@ -524,6 +526,12 @@ def test_bad_imports_are_400_and_write_nothing(alice, alice_api):
     for kind, data in cases:
         assert_openai_error(import_file(alice_api, kind, data), 400)
     assert_openai_error(alice_api.post("/api/v1/runs/import?format=atif", {}, format="multipart"), 400)
+    settings.JETTY_MAX_UPLOAD_BYTES = 100_000
+    bomb = io.BytesIO()
+    with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("header.json", b"0" * 200_000)
+    assert len(bomb.getvalue()) < 1000
+    assert assert_openai_error(import_file(alice_api, "inspect", bomb.getvalue(), "x.eval"), 413)["param"] == "file"
     assert not Run.objects.filter(org=alice.org).exists()
 
 

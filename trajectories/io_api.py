@@ -195,7 +195,7 @@ def run_ingest(request: Request) -> Response:
     try:
         item, report = parse_trajectory(doc)
     except BadImport as exc:
-        raise ApiError(400, exc.message, param=exc.param, code="invalid_trajectory")
+        raise ApiError(exc.status, exc.message, param=exc.param, code="invalid_trajectory")
     asked = request.query_params.get("collection")
     collection = _collection(principal_of(request), asked or item.collection, report, asked=bool(asked))
     [(run, created)] = _write(request, [item], collection)
@@ -268,7 +268,7 @@ def run_import(request: Request) -> Response:
     try:
         imported, report = parse_import(kind, data, filename=filename, task=task)
     except BadImport as exc:
-        raise ApiError(400, exc.message, param=exc.param, code="invalid_import")
+        raise ApiError(exc.status, exc.message, param=exc.param, code="invalid_import")
     asked = request.query_params.get("collection")
     collection = _collection(principal_of(request), asked, report, asked=bool(asked))
     written = _write(request, imported, collection)

@@ -16,11 +16,11 @@ SHELL_TOOLS = frozenset({"Bash", "run_shell_command", "exec_command", "shell", "
 
 
 class BadImport(ValueError):
-    """Input that cannot be read at all: the request fails with 400 and nothing is written."""
+    """Input that cannot be read at all: the request fails (400, or 413 for too much) and nothing is written."""
 
-    def __init__(self, message: str, param: str | None = None):
+    def __init__(self, message: str, param: str | None = None, status: int = 400):
         super().__init__(message)
-        self.message, self.param = message, param
+        self.message, self.param, self.status = message, param, status
 
 
 @dataclass

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import io
 import tempfile
+import zipfile
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from django.conf import settings
 
 from ..models import EventKind, LabelSource, RunKind, RunStatus
 from .common import BadImport, ImportedRun, LabelRecord, Report, Stream, loose_timestamp, new_record, summed, text_of
@@ -42,6 +46,14 @@ def read_inspect_log(data: bytes, filename: str) -> Any:
     from inspect_ai.log import read_eval_log
 
     suffix = ".json" if filename.endswith(".json") or data[:1] == b"{" else ".eval"
+    if suffix == ".eval":  # a zip: what it unpacks to counts against the upload limit (zip bombs)
+        try:
+            unpacked = sum(info.file_size for info in zipfile.ZipFile(io.BytesIO(data)).infolist())
+        except zipfile.BadZipFile:
+            raise BadImport("Not an Inspect AI eval log: neither JSON nor an .eval archive", param="file") from None
+        if unpacked > settings.JETTY_MAX_UPLOAD_BYTES:
+            limit = settings.JETTY_MAX_UPLOAD_BYTES
+            raise BadImport(f"The eval log unpacks to more than {limit} bytes", param="file", status=413)
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / f"log{suffix}"
         path.write_bytes(data)
