@@ -136,6 +136,16 @@ def test_a_trajectory_ingested_into_another_org_round_trips_and_ingesting_again_
     assert home.status_code == 200 and home.json()["run"]["id"] == chat_run.public_id
 
 
+def test_nul_characters_from_elsewhere_are_stored_as_replacement_characters(alice_api, bob_api, chat_run):
+    doc = trajectory_of(alice_api, chat_run.public_id)
+    doc["events"][1]["payload"]["response"]["note"] = "bin\x00ary"
+    doc["labels"][0]["explanation"] = "a\x00b"
+    copy_id = bob_api.post("/api/v1/runs/ingest", doc, format="json").json()["run"]["id"]
+    run = Run.objects.get(public_id=copy_id)
+    assert run.events.get(seq=2).payload["response"]["note"] == "bin\ufffdary"
+    assert run.labels.get(key=doc["labels"][0]["key"]).explanation == "a\ufffdb"
+
+
 def test_exports_are_404_for_other_orgs(bob_api, chat_run):
     for kind in ("jsonl", "trajectory"):
         assert_openai_error(export(bob_api, chat_run.public_id, kind), 404)

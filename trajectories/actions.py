@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import mimetypes
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -266,12 +266,12 @@ def record_imported_runs(
                 continue
             if Run.objects.filter(public_id=derived).exists():
                 raise ImportConflict(f"run {derived} was imported into a collection this token cannot see")
-            record = item.record
+            record = _without_nul(item.record)
             record.public_id, record.org_id = derived, org.pk
             record.collection_id, record.token_prefix = collection_id, token_prefix
             record_finished_runs([record])
             run = Run.objects.select_related("org", "collection").get(public_id=derived)
-            _record_imported_labels(run, item.labels)
+            _record_imported_labels(run, [_without_nul(label) for label in item.labels])
             for artifact in item.artifacts:
                 row = Artifact(
                     run=run,
@@ -286,6 +286,21 @@ def record_imported_runs(
                 row.save()
             out.append((run, True))
     return out
+
+
+def _without_nul(value: Any) -> Any:
+    """The value with NUL characters replaced: PostgreSQL refuses them in text and JSON, and logs from elsewhere
+    (a command's output, say) may hold them."""
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd")
+    if isinstance(value, list):
+        return [_without_nul(v) for v in value]
+    if isinstance(value, dict):
+        return {_without_nul(k): _without_nul(v) for k, v in value.items()}
+    if is_dataclass(value) and not isinstance(value, type):
+        for item in fields(value):
+            setattr(value, item.name, _without_nul(getattr(value, item.name)))
+    return value
 
 
 def _record_imported_labels(run: Run, labels: list[Any]) -> None:
