@@ -24,10 +24,6 @@ from mcp.server.mcpserver.exceptions import ToolError
 from .main import Failure, checked, client
 
 FINAL = {"succeeded", "failed", "cancelled", "timed_out"}
-LABELS_LATER = (
-    "Labels are not on this Jetty server yet: they arrive with evals (rubrics, judges and human labels). "
-    "Until then, a run's own verdict is in its validation_report.json artifact (read_artifact)."
-)
 INSTRUCTIONS = """Jetty runs AI coding agents in sandboxes on markdown runbooks and records every step.
 Runbooks are stored as versioned tasks in collections. Write a runbook, check it with validate_runbook until it
 has no errors, store it with push_task, start it with run_task (returns at once) or run_task_sync (waits), follow
@@ -415,13 +411,11 @@ def cancel_run(run_id: str, ctx: Context) -> dict[str, Any]:
 
 @server.tool()
 def labels(run_id: str, ctx: Context) -> dict[str, Any]:
-    """The labels on a run (human and judge verdicts, rubric scores), where the server has labels."""
+    """The labels on a run: human reviewers', judges' verdicts (`eval.grade`, `eval.pass`, `score.<criterion>`)
+    and the platform's from the validation report (`validation.*`), each with its author."""
     with api(ctx) as http:
-        checked(http.get(f"/api/v1/runs/{quote(run_id)}"))  # an unknown run is an error of its own
-        response = http.get(f"/api/v1/runs/{quote(run_id)}/labels")
-        if response.status_code == 404:
-            return {"run_id": run_id, "available": False, "message": LABELS_LATER}
-        return {"run_id": run_id, "available": True, **_json(response)}
+        found = _json(http.get(f"/api/v1/runs/{quote(run_id)}/labels"))
+    return {"run_id": run_id, "labels": found["data"]}
 
 
 # Catalogue and secrets
