@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import time
 from pathlib import Path
 
 logger = logging.getLogger(__name__)
@@ -132,7 +133,10 @@ class Cgroup:
         for directory in self.dirs:
             if (directory / "cgroup.kill").exists():
                 (directory / "cgroup.kill").write_text("1")
-        for _ in range(50):
+        # Without cgroup.kill (cgroups v1) a fork bomb can fork between our reads, and killed processes stay listed
+        # until they are reaped: kill what is there, give the kernel a moment, and look again, for up to 5 s.
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
             remaining = self.pids()
             if not remaining:
                 return
@@ -141,6 +145,8 @@ class Cgroup:
                     os.kill(pid, signal.SIGKILL)
                 except ProcessLookupError:
                     pass
+            time.sleep(0.005)
+        logger.warning("processes still in the sandbox's cgroup after 5 s of killing: %s", sorted(self.pids())[:10])
 
     def remove(self) -> None:
         self.kill_all()
