@@ -15,7 +15,7 @@ from rest_framework.decorators import api_view
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from orgs.api_errors import ApiError
+from orgs.api_errors import ApiError, invalid, json_object
 from orgs.auth import principal_of
 from orgs.models import public_code
 from runs.models import Task, TaskKind
@@ -28,19 +28,9 @@ from .models import Dataset, DatasetItem, Experiment, HillClimb, Rubric
 from .results import agreement_rows, experiment_results, gate_experiment, judge_rows
 
 
-def _bad(message: str, param: str | None = None) -> ApiError:
-    return ApiError(400, message, code="invalid_value", param=param)
-
-
-def _body(request: Request) -> dict[str, Any]:
-    if not isinstance(request.data, dict):
-        raise _bad("The body must be a JSON object")
-    return request.data
-
-
 def _task(request: Request, ref: Any, param: str = "task") -> Task:
     if not isinstance(ref, str) or "/" not in ref:
-        raise _bad(f"`{param}` must name a task as COLLECTION/TASK", param)
+        raise invalid(f"`{param}` must name a task as COLLECTION/TASK", param)
     collection, _, name = ref.partition("/")
     task = Task.objects.for_principal(principal_of(request)).filter(collection__name=collection, name=name).first()
     if task is None:
@@ -53,21 +43,21 @@ def _task(request: Request, ref: Any, param: str = "task") -> Task:
 
 def check_criteria(criteria: Any) -> list[dict[str, Any]]:
     if not isinstance(criteria, list) or not criteria or len(criteria) > 50:
-        raise _bad("`criteria` must be a list of 1 to 50 criteria", "criteria")
+        raise invalid("`criteria` must be a list of 1 to 50 criteria", "criteria")
     names = set()
     for i, c in enumerate(criteria):
         where = f"criteria[{i}]"
         if not isinstance(c, dict) or not isinstance(c.get("name"), str) or not c["name"].isidentifier():
-            raise _bad(f"{where}: each criterion needs a `name` (letters, digits, `_`)", where)
+            raise invalid(f"{where}: each criterion needs a `name` (letters, digits, `_`)", where)
         if c["name"] in names:
-            raise _bad(f"{where}: criterion `{c['name']}` is named twice", where)
+            raise invalid(f"{where}: criterion `{c['name']}` is named twice", where)
         names.add(c["name"])
         weight = c.get("weight", 1)
         if not isinstance(weight, int | float) or weight <= 0:
-            raise _bad(f"{where}: `weight` must be a positive number", where)
+            raise invalid(f"{where}: `weight` must be a positive number", where)
         anchors = c.get("anchors", {})
         if not isinstance(anchors, dict) or not set(anchors) <= {"1", "2", "3", "4", "5"}:
-            raise _bad(f'{where}: `anchors` maps scores "1".."5" to what they mean', where)
+            raise invalid(f'{where}: `anchors` maps scores "1".."5" to what they mean', where)
     return criteria
 
 
@@ -94,24 +84,24 @@ def rubrics(request: Request) -> Response:
     if request.method == "GET":
         found = Rubric.objects.for_org(principal.org).order_by("name")
         return Response({"object": "list", "data": [rubric_json(r) for r in found]})
-    body = _body(request)
+    body = json_object(request)
     name = body.get("name")
     if not isinstance(name, str) or not 0 < len(name) <= 100:
-        raise _bad("`name` is required", "name")
+        raise invalid("`name` is required", "name")
     criteria = check_criteria(body.get("criteria"))
     names = {c["name"] for c in criteria}
     threshold, floor = body.get("pass_threshold", 4.0), body.get("floor", 3)
     if not isinstance(threshold, int | float) or not 1 <= threshold <= 5:
-        raise _bad("`pass_threshold` must be from 1 to 5", "pass_threshold")
+        raise invalid("`pass_threshold` must be from 1 to 5", "pass_threshold")
     if type(floor) is not int or not 1 <= floor <= 5:
-        raise _bad("`floor` must be an integer from 1 to 5", "floor")
+        raise invalid("`floor` must be an integer from 1 to 5", "floor")
     hard = body.get("hard_floors", {})
     if (
         not isinstance(hard, dict)
         or not set(hard) <= names
         or not all(type(v) is int and 1 <= v <= 5 for v in hard.values())
     ):
-        raise _bad("`hard_floors` maps criteria of this rubric to a minimum score from 1 to 5", "hard_floors")
+        raise invalid("`hard_floors` maps criteria of this rubric to a minimum score from 1 to 5", "hard_floors")
     tasks = [_task(request, ref, "tasks") for ref in body.get("tasks", [])]
     if Rubric.objects.filter(org=principal.org, name=name).exists():
         raise ApiError(409, f"Rubric `{name}` already exists", code="conflict", param="name")
@@ -153,17 +143,17 @@ def run_judge(request: Request, public_id: str) -> Response:
     """Score a run with a rubric judge: `{"rubric", "model", "allow_same_model"?}`. The verdict is stored as labels
     (`eval.grade`, `eval.pass`, `score.<criterion>`) and a `judge.verdict` event."""
     run = get_run_for(request, public_id)
-    body = _body(request)
+    body = json_object(request)
     if not isinstance(body.get("rubric"), str):
-        raise _bad("`rubric` (id or name) is required", "rubric")
+        raise invalid("`rubric` (id or name) is required", "rubric")
     rubric = get_rubric_for(request, body["rubric"])
     model = body.get("model")
     if not isinstance(model, str) or not model:
-        raise _bad("`model` (the judge) is required", "model")
+        raise invalid("`model` (the judge) is required", "model")
     try:
         verdict = judge_run(run, rubric, model, allow_same_model=bool(body.get("allow_same_model")))
     except JudgeError as exc:
-        raise _bad(str(exc), "model")
+        raise invalid(str(exc), "model")
     return Response({"object": "judge.verdict", "run_id": run.public_id, "rubric": rubric.public_id, **verdict})
 
 
@@ -194,24 +184,24 @@ def datasets(request: Request) -> Response:
     if request.method == "GET":
         found = Dataset.objects.filter(org=principal.org).order_by("name")
         return Response({"object": "list", "data": [dataset_json(d) for d in found]})
-    body = _body(request)
+    body = json_object(request)
     name, items = body.get("name"), body.get("items")
     if not isinstance(name, str) or not 0 < len(name) <= 100:
-        raise _bad("`name` is required", "name")
+        raise invalid("`name` is required", "name")
     if not isinstance(items, list) or not 0 < len(items) <= 1000:
-        raise _bad("`items` must be a list of 1 to 1000 items", "items")
+        raise invalid("`items` must be a list of 1 to 1000 items", "items")
     keys = set()
     rows = []
     for i, item in enumerate(items):
         where = f"items[{i}]"
         if not isinstance(item, dict) or not isinstance(item.get("key", str(i)), str):
-            raise _bad(f"{where}: an item is an object with a string `key`", where)
+            raise invalid(f"{where}: an item is an object with a string `key`", where)
         key = item.get("key", str(i))
         if key in keys:
-            raise _bad(f"{where}: key `{key}` is used twice", where)
+            raise invalid(f"{where}: key `{key}` is used twice", where)
         keys.add(key)
         if not isinstance(item.get("inputs", {}), dict) or not isinstance(item.get("file_paths", []), list):
-            raise _bad(f"{where}: `inputs` is an object and `file_paths` a list", where)
+            raise invalid(f"{where}: `inputs` is an object and `file_paths` a list", where)
         rows.append(
             DatasetItem(
                 key=key,
@@ -283,23 +273,23 @@ def experiments(request: Request) -> Response:
     if request.method == "GET":
         found = Experiment.objects.filter(org=principal.org).select_related("task__collection", "dataset", "rubric")
         return Response({"object": "list", "data": [experiment_json(e) for e in found.order_by("-created")[:200]]})
-    body = _body(request)
+    body = json_object(request)
     task = _task(request, body.get("task"))
     if not isinstance(body.get("dataset"), str):
-        raise _bad("`dataset` (id or name) is required", "dataset")
+        raise invalid("`dataset` (id or name) is required", "dataset")
     dataset = get_dataset_for(request, body["dataset"])
     models = body.get("models")
     if not isinstance(models, list) or not models or not all(isinstance(m, str) and m for m in models):
-        raise _bad("`models` must be a non-empty list of model names", "models")
+        raise invalid("`models` must be a non-empty list of model names", "models")
     repeats = body.get("repeats", 1)
     if type(repeats) is not int or not 1 <= repeats <= 50:
-        raise _bad("`repeats` must be an integer from 1 to 50", "repeats")
+        raise invalid("`repeats` must be an integer from 1 to 50", "repeats")
     rubric = get_rubric_for(request, body["rubric"]) if body.get("rubric") else None
     judge_model = body.get("judge_model") or ""
     if rubric is not None and not judge_model:
-        raise _bad("A rubric needs a `judge_model`", "judge_model")
+        raise invalid("A rubric needs a `judge_model`", "judge_model")
     if judge_model in models and not body.get("allow_same_model"):
-        raise _bad("The judge may not be a model under test (set `allow_same_model` to allow it)", "judge_model")
+        raise invalid("The judge may not be a model under test (set `allow_same_model` to allow it)", "judge_model")
     try:
         experiment = start_experiment(
             principal,
@@ -312,7 +302,7 @@ def experiments(request: Request) -> Response:
             name=str(body.get("name", ""))[:200],
         )
     except ValueError as exc:
-        raise _bad(str(exc))
+        raise invalid(str(exc))
     return Response(experiment_json(experiment), status=201)
 
 
@@ -350,13 +340,13 @@ def experiment_gate(request: Request, public_id: str) -> Response:
     try:
         rule = json.loads(request.query_params.get("rule") or "")
     except ValueError:
-        raise _bad("`rule` must be JSON", "rule")
+        raise invalid("`rule` must be JSON", "rule")
     if not isinstance(rule, dict):
-        raise _bad("`rule` must be a JSON object", "rule")
+        raise invalid("`rule` must be a JSON object", "rule")
     try:
         return Response(gate_experiment(experiment, rule, request.query_params.get("model")))
     except ValueError as exc:
-        raise _bad(str(exc), "rule")
+        raise invalid(str(exc), "rule")
 
 
 LABEL_COLUMNS = ("run__public_id", "key", "author", "value", "source")
@@ -427,28 +417,28 @@ def hill_climbs(request: Request) -> Response:
     from .tasks import advance_hill_climb
 
     principal = principal_of(request)
-    body = _body(request)
+    body = json_object(request)
     task = _task(request, body.get("task"))
     if task.kind != TaskKind.RUNBOOK or not task.latest_version:
-        raise _bad("Hill-climbing improves a runbook task that has a version", "task")
+        raise invalid("Hill-climbing improves a runbook task that has a version", "task")
     if not isinstance(body.get("rubric"), str):
-        raise _bad("`rubric` (id or name) is required", "rubric")
+        raise invalid("`rubric` (id or name) is required", "rubric")
     rubric = get_rubric_for(request, body["rubric"])
     fields = {}
     for key in ("judge_model", "reviser_model"):
         if not isinstance(body.get(key), str) or not body[key]:
-            raise _bad(f"`{key}` is required", key)
+            raise invalid(f"`{key}` is required", key)
         fields[key] = body[key]
     model = body.get("model") or ""
     if fields["judge_model"] == model and not body.get("allow_same_model"):
-        raise _bad("The judge may not be the model under test (set `allow_same_model` to allow it)", "judge_model")
+        raise invalid("The judge may not be the model under test (set `allow_same_model` to allow it)", "judge_model")
     for key, default in (("max_rounds", 5), ("patience", 2)):
         value = body.get(key, default)
         if type(value) is not int or not 1 <= value <= 10:
-            raise _bad(f"`{key}` must be an integer from 1 to 10", key)
+            raise invalid(f"`{key}` must be an integer from 1 to 10", key)
         fields[key] = value
     if not isinstance(body.get("init_params", {}), dict):
-        raise _bad("`init_params` must be an object", "init_params")
+        raise invalid("`init_params` must be an object", "init_params")
     climb = HillClimb.objects.create(
         public_id=public_code("hc"),
         org=principal.org,

@@ -80,6 +80,18 @@ class ApiError(Exception):
         return JsonResponse(self.body(), status=self.status, headers=self.headers)
 
 
+def invalid(message: str, param: str | None = None, code: str = "invalid_value") -> ApiError:
+    """A 400 for a bad value, naming the field."""
+    return ApiError(400, message, code=code, param=param)
+
+
+def json_object(request: Any) -> dict[str, Any]:
+    """A DRF request's body, which must be a JSON object (400 otherwise)."""
+    if not isinstance(request.data, dict):
+        raise invalid("The body must be a JSON object")
+    return request.data
+
+
 def _drf_code(exc: drf_exceptions.APIException) -> str:
     codes = exc.get_codes()
     if isinstance(codes, str):

@@ -19,7 +19,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from orgs import crypto
-from orgs.api_errors import ApiError
+from orgs.api_errors import ApiError, invalid, json_object
 from orgs.auth import principal_of
 from orgs.models import Collection, CollectionVariable
 from trajectories.models import FINAL_STATUSES, Run
@@ -33,16 +33,6 @@ from .uploads import store_uploads
 NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,99}$")
 URL = re.compile(r"^https?://[^\s/$.?#][^\s]*$", re.I)
 SYNC_POLL_S = 0.2
-
-
-def _bad(message: str, param: str | None = None, code: str = "invalid_value") -> ApiError:
-    return ApiError(400, message, code=code, param=param)
-
-
-def _body(request: Request) -> dict[str, Any]:
-    if not isinstance(request.data, dict):
-        raise _bad("The body must be a JSON object")
-    return request.data
 
 
 def get_collection_for(request: Request, name: str) -> Collection:
@@ -94,13 +84,13 @@ def collections(request: Request) -> Response:
         return Response({"object": "list", "data": [collection_json(c) for c in found]})
     if principal.collection is not None:
         raise ApiError(403, "A collection-scoped token cannot create collections", code="permission_denied")
-    body = _body(request)
+    body = json_object(request)
     name = body.get("name")
     if not isinstance(name, str) or not NAME.match(name):
-        raise _bad("`name` must be lower-case letters, digits, `-` or `_` (at most 100)", "name")
+        raise invalid("`name` must be lower-case letters, digits, `-` or `_` (at most 100)", "name")
     description = body.get("description", "")
     if not isinstance(description, str):
-        raise _bad("`description` must be a string", "description")
+        raise invalid("`description` must be a string", "description")
     try:
         with transaction.atomic():
             collection = Collection.objects.create(org=principal.org, name=name, description=description)
@@ -117,9 +107,9 @@ def collection_detail(request: Request, name: str) -> Response:
         collection.delete()
         return Response(status=204)
     if request.method == "PATCH":
-        description = _body(request).get("description")
+        description = json_object(request).get("description")
         if not isinstance(description, str):
-            raise _bad("`description` must be a string", "description")
+            raise invalid("`description` must be a string", "description")
         collection.description = description
         collection.save(update_fields=["description"])
     return Response(collection_json(collection))
@@ -143,20 +133,20 @@ def collection_environment(request: Request, name: str) -> Response:
     PATCH merges: names not mentioned are kept, `null` deletes."""
     collection = get_collection_for(request, name)
     if request.method == "PATCH":
-        body = _body(request)
+        body = json_object(request)
         unknown = set(body) - {"env", "secrets"}
         if unknown:
-            raise _bad(f"Unknown field(s) {', '.join(sorted(unknown))}; send `env` and/or `secrets`")
+            raise invalid(f"Unknown field(s) {', '.join(sorted(unknown))}; send `env` and/or `secrets`")
         changes: list[tuple[str, str | None, bool]] = []
         for field, secret in (("env", False), ("secrets", True)):
             values = body.get(field, {})
             if not isinstance(values, dict):
-                raise _bad(f"`{field}` must be an object of NAME: value (or null to delete)", field)
+                raise invalid(f"`{field}` must be an object of NAME: value (or null to delete)", field)
             for key, value in values.items():
                 if not re.match(CollectionVariable.NAME_PATTERN, key):
-                    raise _bad(f"`{key}` is not a valid variable name (letters, digits, `_`)", f"{field}.{key}")
+                    raise invalid(f"`{key}` is not a valid variable name (letters, digits, `_`)", f"{field}.{key}")
                 if value is not None and (not isinstance(value, str) or len(value) > 65536):
-                    raise _bad(f"`{field}.{key}` must be a string (at most 64 KiB) or null", f"{field}.{key}")
+                    raise invalid(f"`{field}.{key}` must be a string (at most 64 KiB) or null", f"{field}.{key}")
                 changes.append((key, value, secret))
         with transaction.atomic():
             for key, value, secret in changes:
@@ -191,7 +181,7 @@ def secrets_check(request: Request, name: str) -> Response:
             declared = declared_secrets(task.version().runbook)
             required.update({n: spec["required"] for n, spec in declared.items()})
     if not required:
-        raise _bad("Give `names` or `task`", "names")
+        raise invalid("Give `names` or `task`", "names")
     present = set(
         CollectionVariable.objects.filter(collection=collection, secret=True, name__in=required).values_list(
             "name", flat=True
@@ -244,21 +234,21 @@ def tasks(request: Request, name: str) -> Response:
     if request.method == "GET":
         found = Task.objects.filter(collection=collection).select_related("collection")
         return Response({"object": "list", "data": [task_json(t) for t in found]})
-    body = _body(request)
+    body = json_object(request)
     task_name = body.get("name")
     if not isinstance(task_name, str) or not NAME.match(task_name):
-        raise _bad("`name` must be lower-case letters, digits, `-` or `_` (at most 100)", "name")
+        raise invalid("`name` must be lower-case letters, digits, `-` or `_` (at most 100)", "name")
     runbook, workflow = body.get("runbook"), body.get("workflow")
     if (runbook is None) == (workflow is None):
-        raise _bad("Send exactly one of `runbook` (markdown) and `workflow` (a JSON object)", "runbook")
+        raise invalid("Send exactly one of `runbook` (markdown) and `workflow` (a JSON object)", "runbook")
     files = body.get("files") or {}
     if not isinstance(files, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in files.items()):
-        raise _bad("`files` must be an object of relative path: text", "files")
+        raise invalid("`files` must be an object of relative path: text", "files")
     if sum(len(v) for v in files.values()) > 5 * 1024 * 1024:
         raise ApiError(413, "`files` hold more than 5 MiB", code="request_too_large", param="files")
     for key in ("message", "description"):
         if not isinstance(body.get(key, ""), str):
-            raise _bad(f"`{key}` must be a string", key)
+            raise invalid(f"`{key}` must be a string", key)
     version = push_version(
         principal_of(request),
         collection,
@@ -293,7 +283,7 @@ def task_versions(request: Request, name: str, task: str) -> Response:
 
 def _version(task: Task, number: Any, param: str) -> TaskVersion:
     if not str(number).isdigit():
-        raise _bad(f"`{param}` must be a version number", param)
+        raise invalid(f"`{param}` must be a version number", param)
     version = task.versions.filter(number=int(number)).select_related("task").first()
     if version is None:
         raise ApiError(404, f"Task `{task.name}` has no version {number}", code="not_found", param=param)
@@ -332,9 +322,9 @@ def _json_field(request: Request, field: str) -> dict[str, Any]:
         try:
             value = json.loads(value)
         except ValueError:
-            raise _bad(f"`{field}` must be a JSON object", field)
+            raise invalid(f"`{field}` must be a JSON object", field)
     if not isinstance(value, dict):
-        raise _bad(f"`{field}` must be a JSON object", field)
+        raise invalid(f"`{field}` must be a JSON object", field)
     return value
 
 
@@ -346,25 +336,25 @@ def _start(request: Request, name: str, task: str) -> Run:
     init_params = _json_field(request, "init_params")
     secret_params = _json_field(request, "secret_params")
     if not all(isinstance(v, str) for v in secret_params.values()):
-        raise _bad("`secret_params` values must be strings", "secret_params")
+        raise invalid("`secret_params` values must be strings", "secret_params")
     data: Any = request.data if hasattr(request.data, "get") else {}
     overrides: dict[str, Any] = {}
     for field in ("model", "agent", "snapshot", "webhook_url", "webhook_secret", "idempotency_key", "network"):
         value = data.get(field)
         if value not in (None, ""):
             if not isinstance(value, str):
-                raise _bad(f"`{field}` must be a string", field)
+                raise invalid(f"`{field}` must be a string", field)
             overrides[field] = value
     if "webhook_url" in overrides:
         if not URL.match(overrides["webhook_url"]):
-            raise _bad("`webhook_url` must be an http(s) URL", "webhook_url")
+            raise invalid("`webhook_url` must be an http(s) URL", "webhook_url")
         overrides.setdefault("webhook_secret", "")
         if not overrides["webhook_secret"]:
-            raise _bad("`webhook_secret` is required with `webhook_url` (it signs each delivery)", "webhook_secret")
+            raise invalid("`webhook_secret` is required with `webhook_url` (it signs each delivery)", "webhook_secret")
     timeout = data.get("timeout_s")
     if timeout not in (None, ""):
         if not str(timeout).isdigit() or not 1 <= int(timeout) <= 86400:
-            raise _bad("`timeout_s` must be an integer from 1 to 86400", "timeout_s")
+            raise invalid("`timeout_s` must be an integer from 1 to 86400", "timeout_s")
         overrides["timeout_s"] = int(timeout)
     files = request.FILES.getlist("files") if request.FILES else []
     file_paths = data.getlist("file_paths") if hasattr(data, "getlist") else data.get("file_paths")
@@ -374,7 +364,7 @@ def _start(request: Request, name: str, task: str) -> Run:
     overrides["file_paths"] = paths
     version = data.get("version")
     if version not in (None, "") and not str(version).isdigit():
-        raise _bad("`version` must be a version number", "version")
+        raise invalid("`version` must be a version number", "version")
     return start_task_run(
         principal,
         found,
@@ -510,20 +500,20 @@ def routine_fields(body: dict[str, Any], partial: bool) -> dict[str, Any]:
     fields: dict[str, Any] = {}
     if "cadence" in body or not partial:
         if body.get("cadence") not in Cadence.values:
-            raise _bad(f"`cadence` must be one of {', '.join(Cadence.values)}", "cadence")
+            raise invalid(f"`cadence` must be one of {', '.join(Cadence.values)}", "cadence")
         fields["cadence"] = body["cadence"]
     for key, top in (("minute", 59), ("hour", 23), ("weekday", 6)):
         if key in body:
             if type(body[key]) is not int or not 0 <= body[key] <= top:
-                raise _bad(f"`{key}` must be an integer from 0 to {top} (UTC; weekday 0 is Monday)", key)
+                raise invalid(f"`{key}` must be an integer from 0 to {top} (UTC; weekday 0 is Monday)", key)
             fields[key] = body[key]
     if "init_params" in body:
         if not isinstance(body["init_params"], dict):
-            raise _bad("`init_params` must be an object", "init_params")
+            raise invalid("`init_params` must be an object", "init_params")
         fields["init_params"] = body["init_params"]
     unknown = set(body) - {"cadence", "minute", "hour", "weekday", "init_params"}
     if unknown:
-        raise _bad(f"Unknown field(s) {', '.join(sorted(unknown))}")
+        raise invalid(f"Unknown field(s) {', '.join(sorted(unknown))}")
     return fields
 
 
@@ -536,7 +526,7 @@ def task_routines(request: Request, name: str, task: str) -> Response:
     if request.method == "GET":
         routines = found.routines.select_related("task__collection", "last_run")
         return Response({"object": "list", "data": [routine_json(r) for r in routines]})
-    fields = routine_fields(_body(request), partial=False)
+    fields = routine_fields(json_object(request), partial=False)
     routine = create_routine(principal_of(request), found, fields, timezone.now())
     return Response(routine_json(routine), status=201)
 
@@ -557,7 +547,7 @@ def routine_detail(request: Request, public_id: str) -> Response:
         routine.delete()
         return Response(status=204)
     if request.method == "PATCH":
-        for key, value in routine_fields(_body(request), partial=True).items():
+        for key, value in routine_fields(json_object(request), partial=True).items():
             setattr(routine, key, value)
         routine.next_run_at = schedule_of(routine, timezone.now())
         routine.save()
