@@ -98,7 +98,7 @@ def run_page(request: HttpRequest, public_id: str) -> HttpResponse:
         "last": last,
         "can_write": membership_for(request).role != "viewer",
         # Pushed notices need a channel layer shared with the workers (Redis); without one the page polls.
-        "live_push": "redis" in settings.CHANNEL_LAYERS["default"]["BACKEND"].lower(),
+        "live_push": bool(settings.REDIS_URL),
     }
     return render(request, "runs/run.html", context)
 
