@@ -29,7 +29,7 @@ def memberships_of(request: HttpRequest) -> list[Membership]:
         return []
     cached = getattr(request, "_jetty_memberships", None)
     if cached is None:
-        cached = list(Membership.objects.filter(user=request.user).select_related("org").order_by("org__name"))
+        cached = list(Membership.objects.filter(user=user).select_related("org").order_by("org__name"))
         request._jetty_memberships = cached  # type: ignore[attr-defined]
     return cached
 
