@@ -222,7 +222,12 @@ def pass_rate_over_time(frame: pd.DataFrame) -> go.Figure:
                 hovertemplate="%{x}: %{y:.0%} of %{customdata} runs<extra>%{fullData.name}</extra>",
             )
         )
-    return _layout(fig, title, yaxis={"range": [0, 1.05], "tickformat": ".0%"}, xaxis={"type": "date"})
+    return _layout(
+        fig,
+        title,
+        yaxis={"range": [0, 1.05], "tickformat": ".0%"},
+        xaxis={"type": "date", "tickformat": "%Y-%m-%d", "dtick": 86_400_000},
+    )
 
 
 CHARTS = {
