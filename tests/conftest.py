@@ -218,9 +218,10 @@ def pytest_configure(config):
     ]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def chromium():
-    """One headless Chromium for the session; each test gets its own context (cookies, storage)."""
+    """One headless Chromium per test module; each test gets its own context (cookies, storage). Not for the
+    whole session: Playwright's event loop would be running under every later test."""
     from playwright.sync_api import sync_playwright
 
     from tests.support.browser import launch
@@ -231,6 +232,7 @@ def chromium():
         browser = launch(playwright)
         yield browser
         browser.close()
+    os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
 
 
 @pytest.fixture
