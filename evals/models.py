@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.db import models
 
-from orgs.models import Org
+from orgs.models import Org, public_code
 from runs.models import Task
-from trajectories.models import Run
+from trajectories.models import Event, Run
 
 
 class RubricQuerySet(models.QuerySet["Rubric"]):
@@ -168,3 +169,52 @@ class HillClimb(models.Model):
 
     def __str__(self) -> str:
         return self.public_id
+
+
+def new_queue_id() -> str:
+    return public_code("lq")
+
+
+class LabelQueueQuerySet(models.QuerySet["LabelQueue"]):
+    def for_org(self, org: Org) -> LabelQueueQuerySet:
+        return self.filter(org=org)
+
+
+class LabelQueue(models.Model):
+    """Runs (or events of runs) for people to score with a rubric, each by ``reviewers_per_item`` reviewers. The
+    scores are ``trajectories.Label`` rows (``score.<criterion>``, ``eval.grade``, ``eval.pass``) held by each
+    reviewer, so the queue only says what to look at and who is done."""
+
+    public_id = models.CharField(max_length=32, unique=True, default=new_queue_id, editable=False)
+    org = models.ForeignKey(Org, on_delete=models.CASCADE, related_name="label_queues")
+    name = models.CharField(max_length=200)
+    description = models.TextField(blank=True)
+    rubric = models.ForeignKey(Rubric, on_delete=models.PROTECT, related_name="queues")
+    reviewers_per_item = models.PositiveSmallIntegerField(default=2)
+    event_kind = models.CharField(max_length=20, blank=True, help_text="Items are this kind of event, not runs")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    created = models.DateTimeField(auto_now_add=True)
+
+    objects = LabelQueueQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class LabelQueueItem(models.Model):
+    """One thing to score: a run, or one event of it. ``position`` counts from 1 and is the item's address."""
+
+    queue = models.ForeignKey(LabelQueue, on_delete=models.CASCADE, related_name="items")
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="+")
+    event = models.ForeignKey(Event, null=True, blank=True, on_delete=models.CASCADE, related_name="+")
+    position = models.PositiveIntegerField()
+
+    class Meta:
+        ordering = ["queue", "position"]
+        constraints = [models.UniqueConstraint(fields=["queue", "position"], name="one_item_per_position")]
+
+    def __str__(self) -> str:
+        return f"{self.queue} #{self.position}"

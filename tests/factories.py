@@ -42,6 +42,30 @@ def make_run(
     return Run.objects.get(public_id=record.public_id)
 
 
+REVIEW_CRITERIA = [
+    {
+        "name": "correctness",
+        "description": "Does the work do what was asked?",
+        "weight": 2,
+        "anchors": {"1": "wrong", "3": "partly right", "5": "entirely right"},
+    },
+    {
+        "name": "clarity",
+        "description": "Can a reader follow it?",
+        "weight": 1,
+        "anchors": {"1": "opaque", "5": "crystal clear"},
+    },
+]
+
+
+def make_rubric(org: Org, name: str = "quality", **rules):
+    """A two-criterion rubric (correctness weighs double); passing needs an average of 3.5 and nothing below 2."""
+    from evals.models import Rubric
+
+    rules = {"pass_threshold": 3.5, "floor": 2, **rules}
+    return Rubric.objects.create(public_id=public_code("rub"), org=org, name=name, criteria=REVIEW_CRITERIA, **rules)
+
+
 # A runbook that passes the validator with no findings, for stored tasks. It declares a secret, and its first step
 # prints it (so the tests can see it masked wherever the output is stored).
 STORED_RUNBOOK = """---
