@@ -4,16 +4,21 @@ import os
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "jetty_site.settings")
 
-from channels.routing import ProtocolTypeRouter
+from channels.auth import AuthMiddlewareStack
+from channels.routing import ProtocolTypeRouter, URLRouter
+from channels.security.websocket import AllowedHostsOriginValidator
 from django.core.asgi import get_asgi_application
 
 django_asgi = get_asgi_application()
 
 from runs.gateway.asgi import GatewayRouter  # noqa: E402
+from trajectories.routing import websocket_urlpatterns  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
         # The model gateway's hot paths skip Django's request stack; everything else is plain Django.
         "http": GatewayRouter(fallback=django_asgi),  # type: ignore[arg-type]
+        # The UI's live views: signed-in users (session cookie) on this site only.
+        "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
     }
 )

@@ -89,6 +89,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "channels",
+    "django_htmx",
     "orgs",
     "trajectories",
     "runs",
@@ -104,6 +105,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
     "orgs.api_errors.ApiErrorMiddleware",
 ]
 
@@ -121,7 +123,9 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "orgs.web.org_context",
             ],
+            "builtins": ["trajectories.templatetags.jetty_ui"],
         },
     },
 ]
@@ -160,6 +164,10 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "static"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+# Served straight from the apps' and the project's static folders, so a server started without collectstatic
+# (tests, development) serves the UI's scripts too.
+WHITENOISE_USE_FINDERS = True
 MEDIA_ROOT = VAR_DIR / "media"
 
 # Object storage: local files by default, any S3-compatible store when S3_BUCKET is set.
@@ -247,7 +255,9 @@ JETTY_REDACT_MIN_CHARS = env_int("JETTY_REDACT_MIN_CHARS", 1024)
 # How long a process may reuse a token/model resolution: revocations take effect within this many seconds.
 JETTY_AUTH_CACHE_S = env_float("JETTY_AUTH_CACHE_S", 5.0)
 
-LOGIN_URL = "/admin/login/"
+LOGIN_URL = "/login/"
+LOGIN_REDIRECT_URL = "/runs/"
+LOGOUT_REDIRECT_URL = "/login/"
 
 LOGGING = {
     "version": 1,

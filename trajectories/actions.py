@@ -154,6 +154,7 @@ def append_events(run_id: int, events: list[EventRecord]) -> int:
         Event.objects.bulk_create([_event_row(run, first + i, e) for i, e in enumerate(events)], batch_size=500)
         run.last_seq = first + len(events) - 1
         Run.objects.filter(pk=run_id).update(last_seq=run.last_seq)
+        notify_run(run_id)
     return run.last_seq
 
 
