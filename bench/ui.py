@@ -143,6 +143,7 @@ class Trajectory:
     needle: str
     turns: list[Turn] = field(default_factory=list)
     needle_turn: int = 0
+    payload_bytes: int = 0  # the Jetty events' payloads as JSON
 
     @property
     def closing(self) -> list[str]:
@@ -331,6 +332,7 @@ def store_jetty(trajectory: Trajectory, org: Org) -> Run:
     )
     events = jetty_events(trajectory, run)
     assert len(events) == trajectory.size and events[-1].seq == trajectory.size
+    trajectory.payload_bytes = sum(len(json.dumps(e.payload)) for e in events)
     for start in range(0, len(events), 2000):
         Event.objects.bulk_create(events[start : start + 2000])
     Run.objects.filter(pk=run.pk).update(last_seq=len(events))
@@ -555,7 +557,7 @@ def measure(
         if shots:
             page.screenshot(path=f"{shots}-shown.png")
         try:
-            result["search_ms"] = search(page)
+            result.update(search(page))
             if shots:
                 page.wait_for_timeout(300)
                 page.screenshot(path=f"{shots}-hit.png")
@@ -569,7 +571,7 @@ def measure(
 
 
 def jetty_search(needle: str):
-    def search(page) -> float:
+    def search(page) -> dict[str, Any]:
         box = page.locator(JETTY_SEARCH)
         box.wait_for(state="visible")
         started = time.perf_counter()
@@ -577,7 +579,13 @@ def jetty_search(needle: str):
         box.press_sequentially(needle)
         box.press("Enter")
         page.wait_for_selector(JETTY_HIT, state="visible")
-        return (time.perf_counter() - started) * 1000
+        hit_ms = (time.perf_counter() - started) * 1000
+        # Where Inspect's find band scrolls to the match itself, Jetty lists the hits: following the first one to
+        # its event is kept too (in the JSON).
+        seq = page.locator(JETTY_HIT).first.get_attribute("data-seq")
+        page.locator(JETTY_HIT).first.click()
+        page.wait_for_selector(f"#timeline li.event[data-seq='{seq}']", state="visible")
+        return {"search_ms": hit_ms, "to_event_ms": (time.perf_counter() - started) * 1000, "hit_seq": int(seq or 0)}
 
     return search
 
@@ -585,7 +593,7 @@ def jetty_search(needle: str):
 def inspect_search(needle: str):
     """Inspect's find band (Ctrl+F) searches the transcript, virtualised events included, and selects the match."""
 
-    def search(page) -> float:
+    def search(page) -> dict[str, Any]:
         started = time.perf_counter()
         page.keyboard.press("Control+f")
         page.wait_for_selector(INSPECT_FIND, state="visible")
@@ -601,7 +609,7 @@ def inspect_search(needle: str):
             }""",
             arg=needle.lower(),
         )
-        return (time.perf_counter() - started) * 1000
+        return {"search_ms": (time.perf_counter() - started) * 1000}
 
     return search
 
@@ -657,7 +665,11 @@ def summarise(tries: list[dict]) -> dict:
 
 
 def mb(value: float | None) -> str:
-    return "-" if value is None else f"{value / 2**20:.0f} MB"
+    return "-" if value is None else f"{value / 2**20:.0f}"
+
+
+def memory(side: dict) -> str:
+    return f"{mb(side['js_heap'])} / {mb(side['rss'])} ({mb(side['pss'])})"
 
 
 def ms(value: float | None, errors: list[str]) -> str:
@@ -668,8 +680,8 @@ def ms(value: float | None, errors: list[str]) -> str:
 
 def table(results: list[dict]) -> str:
     lines = [
-        "| events | Jetty first event (ms) | Jetty search hit (ms) | Jetty browser memory (JS heap / RSS) "
-        "| Inspect first event (ms) | Inspect search hit (ms) | Inspect browser memory (JS heap / RSS) "
+        "| events | Jetty first event (ms) | Jetty search hit (ms) | Jetty browser MB: JS heap / RSS (PSS) "
+        "| Inspect first event (ms) | Inspect search hit (ms) | Inspect browser MB: JS heap / RSS (PSS) "
         "| Inspect / Jetty (first event) |",
         "|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
@@ -682,8 +694,8 @@ def table(results: list[dict]) -> str:
             ratio = "did not load"
         lines.append(
             f"| {r['events']:,} | {ms(jetty['first_ms'], jetty['errors'])} | {ms(jetty['search_ms'], [])} "
-            f"| {mb(jetty['js_heap'])} / {mb(jetty['rss'])} | {ms(inspect['first_ms'], inspect['errors'])} "
-            f"| {ms(inspect['search_ms'], [])} | {mb(inspect['js_heap'])} / {mb(inspect['rss'])} | {ratio} |"
+            f"| {memory(jetty)} | {ms(inspect['first_ms'], inspect['errors'])} "
+            f"| {ms(inspect['search_ms'], [])} | {memory(inspect)} | {ratio} |"
         )
     return "\n".join(lines)
 
@@ -744,6 +756,7 @@ def main() -> None:
                     "inspect_events": inspect_events,
                     "needle": trajectory.needle,
                     "needle_seq": 2 + 5 * trajectory.needle_turn + 2,
+                    "jetty_payload_bytes": trajectory.payload_bytes,
                 }
                 if jetty and run:
                     url = f"{jetty.url}/runs/{run.public_id}/"
@@ -789,8 +802,10 @@ def main() -> None:
     report = table(results)
     out.with_suffix(".md").write_text(report + "\n")
     print(report)
-    shutil.rmtree(WORK, ignore_errors=True)
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    finally:
+        shutil.rmtree(WORK, ignore_errors=True)
