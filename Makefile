@@ -41,3 +41,4 @@ bench: venv
 	$(PY) bench/gateway.py
 	$(PY) bench/sandboxes.py
 	$(PY) bench/agents.py
+	$(PY) bench/ui.py

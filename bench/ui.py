@@ -532,7 +532,7 @@ def measure(
     """One fresh browser: time to the first event, memory once shown, time to a search hit."""
     before = {p.pid for p in psutil.Process().children(recursive=True)}
     browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-    result: dict[str, Any] = {"first_ms": None, "search_ms": None, "error": ""}
+    result: dict[str, Any] = {"first_ms": None, "search_ms": None, "error": "", "loadavg": os.getloadavg()[0]}
     crashed: list[str] = []
     try:
         context = browser.new_context(viewport=VIEWPORT, storage_state=storage_state)
@@ -548,6 +548,11 @@ def measure(
             result["memory"] = chromium_memory(before)
             return result
         result["first_ms"] = (time.perf_counter() - started) * 1000
+        result["navigation"] = page.evaluate(
+            """() => { const n = performance.getEntriesByType("navigation")[0];
+                return n && {ttfb_ms: n.responseStart, html_ms: n.responseEnd, html_bytes: n.transferSize,
+                             dom_content_loaded_ms: n.domContentLoadedEventEnd}; }"""
+        )
         try:
             page.wait_for_load_state("networkidle", timeout=5000)
         except Exception:
@@ -556,6 +561,8 @@ def measure(
         result["memory"] = chromium_memory(before)
         if shots:
             page.screenshot(path=f"{shots}-shown.png")
+        if search is None:
+            return result
         try:
             result.update(search(page))
             if shots:
@@ -566,6 +573,19 @@ def measure(
         except Exception as exc:
             result["error"] = f"search: {crashed[0] if crashed else type(exc).__name__}: {str(exc).splitlines()[0]}"
         return result
+    finally:
+        browser.close()
+
+
+def blank_page_memory(playwright) -> dict[str, int]:
+    """What Chromium costs with one empty page: the floor under both viewers' figures."""
+    before = {p.pid for p in psutil.Process().children(recursive=True)}
+    browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    try:
+        page = browser.new_context(viewport=VIEWPORT).new_page()
+        page.set_content("<p>blank</p>")
+        page.wait_for_timeout(1000)
+        return {"js_heap": js_heap(page), **chromium_memory(before)}
     finally:
         browser.close()
 
@@ -746,9 +766,19 @@ def main() -> None:
     jetty = None if args.skip_jetty else servers.start_daphne(env, WORK / "daphne.log")
     viewer = None if args.skip_inspect else start_inspect_view(log_dir, WORK / "inspect-view.log")
     results = []
+    blank: dict[str, int] = {}
     try:
         with sync_playwright() as playwright:
+            blank = blank_page_memory(playwright)
+            print(f"blank page: {json.dumps(blank)}", flush=True)
             state = jetty_login(playwright, jetty.url) if jetty else None
+            # One untimed visit each first: a server's first page pays for imports and template compiling once.
+            size, trajectory, run, log, _ = prepared[0]
+            if jetty and run:
+                measure(playwright, f"{jetty.url}/runs/{run.public_id}/", JETTY_FIRST, None, args.timeout, state, None)
+            if viewer and log:
+                url = f"{viewer.url}/#/logs/{log.name}/samples/sample/trajectory/1/transcript"
+                measure(playwright, url, INSPECT_FIRST, None, args.timeout, None, None)
             for size, trajectory, run, log, inspect_events in prepared:
                 row: dict[str, Any] = {
                     "size": size,
@@ -797,9 +827,16 @@ def main() -> None:
         "repeat": args.repeat,
         "inspect_repeat": args.inspect_repeat,
         "timeout_s": args.timeout,
+        "blank_page": blank,
     }
     out.write_text(json.dumps({"meta": meta, "results": results}, indent=1))
     report = table(results)
+    loads = [t["loadavg"] for r in results for side in ("jetty", "inspect") for t in r[side].get("tries", [])]
+    if blank and loads:
+        report += (
+            f"\n\nChromium with one blank page: JS heap {mb(blank['js_heap'])} MB, RSS {mb(blank['rss'])} MB "
+            f"(PSS {mb(blank['pss'])} MB). Load average when each measurement began: {min(loads):.1f}-{max(loads):.1f}."
+        )
     out.with_suffix(".md").write_text(report + "\n")
     print(report)
 
