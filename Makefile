@@ -21,6 +21,7 @@ down:
 
 test: venv
 	scripts/setup-sandbox-host
+	scripts/setup-browser
 	scripts/build-images
 	scripts/install-agents
 	scripts/test

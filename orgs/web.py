@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.contrib.auth import get_user_model
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.views import LoginView
 from django.http import Http404, HttpRequest, HttpResponse
@@ -22,11 +23,13 @@ SESSION_ORG = "jetty_org"
 
 
 def memberships_of(request: HttpRequest) -> list[Membership]:
-    if not request.user.is_authenticated:
+    user = getattr(request, "user", None)
+    # API pages rendered through templates (the docs) may carry no user, or a token's principal: not a member.
+    if not isinstance(user, get_user_model()) or not user.is_authenticated:
         return []
     cached = getattr(request, "_jetty_memberships", None)
     if cached is None:
-        cached = list(Membership.objects.filter(user=request.user).select_related("org").order_by("org__name"))
+        cached = list(Membership.objects.filter(user=user).select_related("org").order_by("org__name"))
         request._jetty_memberships = cached  # type: ignore[attr-defined]
     return cached
 

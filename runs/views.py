@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.db.models import Count
@@ -45,7 +46,7 @@ def _validation_rows(report: Any) -> list[dict[str, Any]]:
     """A validation report's checks as table rows, whatever its exact shape (a list, or a dict of checks)."""
     if not isinstance(report, dict):
         return []
-    checks = report.get("checks") or report.get("results") or []
+    checks = report.get("stages") or report.get("checks") or report.get("results") or []
     if isinstance(checks, dict):
         checks = [{"name": k, **(v if isinstance(v, dict) else {"passed": v})} for k, v in checks.items()]
     rows = []
@@ -96,6 +97,8 @@ def run_page(request: HttpRequest, public_id: str) -> HttpResponse:
         "first": first,
         "last": last,
         "can_write": membership_for(request).role != "viewer",
+        # Pushed notices need a channel layer shared with the workers (Redis); without one the page polls.
+        "live_push": bool(settings.REDIS_URL),
     }
     return render(request, "runs/run.html", context)
 

@@ -32,6 +32,7 @@ def process_env(django_db_setup, django_db_blocker, tmp_path_factory) -> dict[st
     with django_db_blocker.unblock():
         url = database_url()
     env = dict(os.environ)
+    env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)  # set for the browser tests' own process only
     port = servers.free_port()
     env.update(
         {
@@ -210,4 +211,37 @@ def pytest_configure(config):
     from django.conf import settings
 
     # Hashing passwords properly takes half a second per user; tests make many users.
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    # (PBKDF2 stays known so a test can give a user a password the live server, with its defaults, accepts.)
+    settings.PASSWORD_HASHERS = [
+        "django.contrib.auth.hashers.MD5PasswordHasher",
+        "django.contrib.auth.hashers.PBKDF2PasswordHasher",
+    ]
+
+
+@pytest.fixture(scope="module")
+def chromium():
+    """One headless Chromium per test module; each test gets its own context (cookies, storage). Not for the
+    whole session: Playwright's event loop would be running under every later test."""
+    from playwright.sync_api import sync_playwright
+
+    from tests.support.browser import launch
+
+    # Playwright's sync API keeps an event loop in this thread; the tests' own ORM calls are still synchronous.
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    with sync_playwright() as playwright:
+        browser = launch(playwright)
+        yield browser
+        browser.close()
+    os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+
+
+@pytest.fixture
+def browser(chromium, jetty):
+    """A fresh browser context against the live server; a failed test leaves a screenshot behind."""
+    context = chromium.new_context(base_url=jetty.url, viewport={"width": 1400, "height": 900})
+    context.set_default_timeout(15_000)
+    page = context.new_page()
+    page.errors = []  # type: ignore[attr-defined]
+    page.on("pageerror", lambda error: page.errors.append(str(error)))  # type: ignore[attr-defined]
+    yield page
+    context.close()

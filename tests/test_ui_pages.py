@@ -222,3 +222,51 @@ def test_markdown_cannot_inject_markup(alice):
     )
     page = signed_in(alice.member).get("/collections/demo/x/").content.decode()
     assert "<script>alert(1)</script>" not in page and 'href="javascript:' not in page
+
+
+def test_staff_reach_django_admin_from_the_ui(alice):
+    assert 'href="/admin/"' not in signed_in(alice.owner).get("/runs/").content.decode()
+    alice.owner.is_staff = alice.owner.is_superuser = True
+    alice.owner.save()
+    client = signed_in(alice.owner)
+    assert 'href="/admin/"' in client.get("/runs/").content.decode()
+    for page in ("orgs/org/", "orgs/membership/", "orgs/apitoken/", "orgs/providerkey/"):
+        assert client.get(f"/admin/{page}").status_code == 200, page
+
+
+def test_a_member_cancels_a_queued_run_and_a_viewer_cannot(alice, alice_api):
+    from tests.test_ui_browser import SLOW_RUNBOOK
+    from tests.test_workflows import push
+
+    assert push(alice_api, "demo", "greet", runbook=SLOW_RUNBOOK).status_code == 201
+    started = alice_api.post("/api/v1/run/demo/greet", {"init_params": {"name": "Ada"}}, format="json")
+    run = Run.objects.get(public_id=started.json()["run_id"])
+    page = signed_in(alice.member).get(f"/runs/{run.public_id}/").content.decode()
+    assert 'id="cancel-run"' in page
+    assert signed_in(alice.viewer).post(f"/runs/{run.public_id}/cancel").status_code == 403
+    run.refresh_from_db()
+    assert run.status == "queued"
+    header = signed_in(alice.member).post(f"/runs/{run.public_id}/cancel", HTTP_HX_REQUEST="true")
+    assert header.status_code == 200 and 'data-status="cancelled"' in header.content.decode()
+    run.refresh_from_db()
+    assert run.status == "cancelled"
+
+
+def test_the_run_form_starts_a_run_with_parameters_and_files(alice, alice_api):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    from runs.models import Job
+    from tests.test_ui_browser import SLOW_RUNBOOK
+    from tests.test_workflows import push
+
+    assert push(alice_api, "demo", "greet", runbook=SLOW_RUNBOOK).status_code == 201
+    client = signed_in(alice.member)
+    bad = client.post("/collections/demo/greet/run", {"init_params": "[1, 2]"}, follow=True)
+    assert "Parameters must be a JSON object" in bad.content.decode() and not Run.objects.filter(task="greet").exists()
+    upload = SimpleUploadedFile("notes.txt", b"remember the milk\n", content_type="text/plain")
+    response = client.post("/collections/demo/greet/run", {"init_params": '{"name": "Ada"}', "files": upload})
+    run = Run.objects.get(task="greet")
+    assert response.status_code == 302 and response["Location"] == f"/runs/{run.public_id}/"
+    job = Job.objects.get(run=run)
+    assert job.params == {"name": "Ada"} and [p.rsplit("/", 1)[-1] for p in job.file_paths] == ["notes.txt"]
+    assert run.token_prefix == "web:acme-member"

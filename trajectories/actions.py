@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import mimetypes
@@ -191,8 +192,16 @@ def notify_run(run_id: int) -> None:
 
         layer = get_channel_layer()
         if layer is not None:
+            message = {"type": "run.changed", "run": run_id}
             try:
-                async_to_sync(layer.group_send)(run_group(run_id), {"type": "run.changed", "run": run_id})
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                loop = None
+            try:
+                if loop is not None:  # called from async code: schedule the notice on its loop
+                    loop.create_task(layer.group_send(run_group(run_id), message))
+                    return
+                async_to_sync(layer.group_send)(run_group(run_id), message)
             except Exception:  # the channel layer is an optimisation: never fail a write because of it
                 logger.warning("could not notify listeners of run %s", run_id, exc_info=True)
 

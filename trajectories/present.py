@@ -17,12 +17,12 @@ from .models import Event
 PREVIEW_CHARS = 400
 
 
-def _text(value: Any) -> str:
+def _text(value: Any, indent: int | None = 1) -> str:
     if value is None:
         return ""
     if isinstance(value, str):
         return value
-    return json.dumps(value, ensure_ascii=False, indent=1)
+    return json.dumps(value, ensure_ascii=False, indent=indent)
 
 
 def _cut(text: str, limit: int = PREVIEW_CHARS) -> str:
@@ -102,7 +102,7 @@ def preview(event: Event) -> str:
         case "agent.message":
             return _cut(_text(p.get("content") or p.get("text")))
         case "tool.call":
-            return _cut(_text(tool_arguments(p)))
+            return _cut(_text(tool_arguments(p), indent=None))
         case "tool.result":
             return _cut(_text(p.get("output") if "output" in p else p.get("content")))
         case "command":
@@ -112,10 +112,10 @@ def preview(event: Event) -> str:
         case "run.state":
             return _cut(_text(p.get("error", "")))
         case "log" | "error":
-            return _cut(_text(p.get("message") or p.get("text") or p))
+            return _cut(_text(p.get("message") or p.get("text") or p, indent=None))
         case "step.end":
             return _cut(_text(p.get("error") or p.get("outputs") or ""))
-    return _cut(_text(p)) if p else ""
+    return _cut(_text(p, indent=None)) if p else ""
 
 
 def signature(event: Event) -> str:

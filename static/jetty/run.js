@@ -138,7 +138,7 @@
     if (finished) return;
     liveState.textContent = "live (polling)";
     startPolling(1000);
-    if (!("WebSocket" in window)) return;
+    if (timeline.dataset.push !== "1" || !("WebSocket" in window)) return;
     const scheme = location.protocol === "https:" ? "wss" : "ws";
     try {
       socket = new WebSocket(`${scheme}://${location.host}/ws/runs/${run}/`);
