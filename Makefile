@@ -42,3 +42,4 @@ bench: venv
 	$(PY) bench/gateway.py
 	$(PY) bench/sandboxes.py
 	$(PY) bench/agents.py
+	$(PY) bench/ui.py
