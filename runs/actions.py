@@ -56,7 +56,9 @@ def resolve_uploads(principal: Principal, request: AgentRequest) -> list[str]:
     return list(dict.fromkeys([*request.file_paths, *(by_id[i] for i in request.file_ids)]))
 
 
-def start_agent_run(principal: Principal, request: AgentRequest) -> tuple[Run, bool]:
+def start_agent_run(
+    principal: Principal, request: AgentRequest, metadata: dict[str, Any] | None = None
+) -> tuple[Run, bool]:
     """Create the run and its job, and queue it once committed. Returns (run, created); an idempotency key that
     was seen before returns the earlier run."""
     from .tasks import execute_run
@@ -83,6 +85,7 @@ def start_agent_run(principal: Principal, request: AgentRequest) -> tuple[Run, b
                 metadata={
                     "params": sorted(request.params),
                     **({"task_version": request.task_version} if request.task_version else {}),
+                    **(metadata or {}),
                 },
             )
             Job.objects.create(

@@ -116,3 +116,63 @@ def runbook_validate(request: Request) -> Response:
     if not isinstance(text, str) or not text.strip():
         raise ApiError(400, "`runbook` is required: the runbook's markdown as a string", param="runbook")
     return Response(validate(text).as_dict())
+
+
+def _replay_fields(request: Request) -> dict:
+    from orgs.api_errors import json_object
+
+    data = json_object(request) if request.data else {}
+    fields: dict = {}
+    for name in ("model", "runbook"):
+        value = data.get(name)
+        if value is not None:
+            if not isinstance(value, str) or not value.strip():
+                raise ApiError(400, f"`{name}` must be a non-empty string", code="invalid_value", param=name)
+            fields[name] = value.strip() if name == "model" else value
+    return fields
+
+
+def _started(run) -> Response:
+    from .results import run_summary
+
+    return Response({"object": "jetty.run", **run_summary(run)}, status=202)
+
+
+@extend_schema(request=OpenApiTypes.OBJECT, responses={202: OpenApiTypes.OBJECT}, operation_id="runs_replay")
+@api_view(["POST"])
+def run_replay(request: Request, public_id: str) -> Response:
+    """Run a finished agent run again in a fresh sandbox, its model calls answered from the recording. Optional
+    `runbook` replaces the mission (the replay stops where the agent's requests part from the recording)."""
+    from .replay import start_replay
+
+    source = get_run_for(request, public_id)
+    fields = _replay_fields(request)
+    fields.pop("model", None)
+    return _started(start_replay(principal_of(request), source, **fields))
+
+
+@extend_schema(request=OpenApiTypes.OBJECT, responses={202: OpenApiTypes.OBJECT}, operation_id="runs_fork")
+@api_view(["POST"])
+def run_fork(request: Request, public_id: str) -> Response:
+    """Fork a finished agent run: replay its first `at` model calls, then go on live with `model` (default: the
+    run's own), and optionally another `runbook`."""
+    from orgs.api_errors import json_object
+
+    from .replay import start_replay
+
+    source = get_run_for(request, public_id)
+    data = json_object(request) if request.data else {}
+    at = data.get("at")
+    if type(at) is not int:
+        raise ApiError(
+            400, "`at` (how many model calls to replay) must be an integer", code="invalid_value", param="at"
+        )
+    fields = _replay_fields(request)
+    model = fields.get("model")
+    if model is not None:
+        from orgs.models import Org
+
+        org: Org = principal_of(request).org
+        if not org.may_use_model(model):
+            raise ApiError(404, f"The model `{model}` is not enabled for this organisation", code="model_not_found")
+    return _started(start_replay(principal_of(request), source, at=at, **fields))

@@ -153,6 +153,10 @@ def execute(run_id: int) -> None:
         sandbox.hand_over(sandbox.home)
         if agent.version:
             Run.objects.filter(pk=run.pk).update(metadata={**run.metadata, "agent_version": agent.version})
+            recorded = (run.metadata.get("replay") or {}).get("agent_version")
+            if recorded and recorded != agent.version:
+                warning = {"message": f"replaying with {run.agent} {agent.version}; the recording used {recorded}"}
+                append_events(run.pk, [EventRecord(kind="log", ts=time.time(), payload=warning)])
         argv = launch.argv if job.network else with_gateway_relay(launch.argv)
         # The collection's variables and the secrets the runbook declares; the agent's own settings win.
         execution = sandbox.start(argv, {**job.env, **job.secrets, **launch.env})
@@ -261,7 +265,7 @@ def label_validation(run: Run, report: dict) -> None:
 
 def finish(run: Run, job: Job, outcome: Outcome, agent: Agent) -> None:
     mask = Masker(job.secrets)
-    job.refresh_from_db(fields=["cancel_requested"])
+    job.refresh_from_db(fields=["cancel_requested", "stop_reason"])
     problem = mask(agent.problem())
     outcome.stderr_tail = mask(outcome.stderr_tail)
     failed = outcome.timed_out or outcome.user_error or outcome.exit_code != 0 or problem
@@ -269,7 +273,9 @@ def finish(run: Run, job: Job, outcome: Outcome, agent: Agent) -> None:
         # The agent's own log goes into the trajectory, so a crash can be read after the sandbox is gone.
         log = {"stream": "stderr", "tail": sanitise(outcome.stderr_tail)}
         append_events(run.pk, [EventRecord(kind="log", ts=time.time(), payload=log)])
-    if job.cancel_requested:
+    if job.cancel_requested and job.stop_reason:
+        end_run(run.pk, RunStatus.FAILED, error_kind=ErrorKind.USER, error=job.stop_reason)
+    elif job.cancel_requested:
         end_run(run.pk, RunStatus.CANCELLED, error_kind=ErrorKind.USER, error="cancelled on request")
     elif outcome.timed_out:
         end_run(

@@ -37,6 +37,7 @@ class Job(models.Model):
     heartbeat_at = models.DateTimeField(null=True, blank=True)
     worker = models.CharField(max_length=200, blank=True)
     cancel_requested = models.BooleanField(default=False)
+    stop_reason = models.TextField(blank=True, help_text="Why the platform stopped the run (a replay that drifted)")
     final_answer = models.TextField(blank=True)
     validation = models.JSONField(null=True, blank=True)
     env = models.JSONField(default=dict, blank=True, help_text="Plain environment variables for the sandbox")

@@ -4,6 +4,8 @@ from . import api, catalog_api
 
 urlpatterns = [
     path("runs/<str:public_id>/cancel", api.run_cancel, name="api-run-cancel"),
+    path("runs/<str:public_id>/replay", api.run_replay, name="api-run-replay"),
+    path("runs/<str:public_id>/fork", api.run_fork, name="api-run-fork"),
     path("sandbox/upload", api.sandbox_upload, name="api-sandbox-upload"),
     path("files", api.files_create, name="api-files"),
     path("file/<path:key>", api.file_download, name="api-file"),

@@ -349,3 +349,18 @@ def _record_imported_labels(run: Run, labels: list[Any]) -> None:
         for change, row in zip(history, changes, strict=True):
             if isinstance(change.get("created"), (int, float)):
                 LabelChange.objects.filter(pk=row.pk).update(created=_ts(change["created"]))
+
+
+def blob_name(sha256: str) -> str:
+    return f"blobs/{sha256[:2]}/{sha256}"
+
+
+def store_blob(data: bytes) -> str:
+    """Keep content once by its SHA-256 in object storage (workspace snapshots); returns the digest."""
+    from django.core.files.storage import default_storage
+
+    digest = hashlib.sha256(data).hexdigest()
+    name = blob_name(digest)
+    if not default_storage.exists(name):
+        default_storage.save(name, ContentFile(data))
+    return digest

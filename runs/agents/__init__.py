@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import difflib
 import functools
 import json
 import shutil
@@ -14,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from trajectories.actions import EventRecord
+from trajectories.actions import EventRecord, store_blob
 
 MAX_FIELD_CHARS = 64_000
 
@@ -172,10 +173,13 @@ class WorkspaceWatch:
     """Notices files the agent created, changed or deleted under /app (outside assets), between tool calls."""
 
     LIMIT = 5000
+    BLOB_BYTES = 1024 * 1024
+    DIFF_BYTES = 200_000
 
     def __init__(self, root: Path):
         self.root = root
         self.seen = self.scan()
+        self.contents: dict[str, tuple[str, str | None]] = {}  # path: (sha256, text) as last recorded
 
     def scan(self) -> dict[str, tuple[int, int]]:
         found: dict[str, tuple[int, int]] = {}
@@ -198,17 +202,48 @@ class WorkspaceWatch:
             if before == after:
                 continue
             action = "created" if before is None else "deleted" if after is None else "modified"
-            events.append(
-                EventRecord(
-                    kind="file.change",
-                    ts=ts,
-                    payload={
-                        "path": f"/app/{name}",
-                        "action": action,
-                        "size": after[0] if after else 0,
-                        "source": "workspace",
-                    },
-                )
-            )
+            payload = {
+                "path": f"/app/{name}",
+                "action": action,
+                "size": after[0] if after else 0,
+                "source": "workspace",
+            }
+            payload.update(self.snapshot(name, after is not None))
+            events.append(EventRecord(kind="file.change", ts=ts, payload=payload))
         self.seen = now
         return events
+
+    def snapshot(self, name: str, exists: bool) -> dict[str, Any]:
+        """The file's content as it is now, stored once by its SHA-256, and the diff from what it was (text files
+        up to ``DIFF_BYTES``): the run's workspace at any step can be rebuilt from its file changes."""
+        previous = self.contents.pop(name, None)
+        if not exists:
+            return {"previous_sha256": previous[0]} if previous else {}
+        try:
+            path = self.root / name
+            if path.stat().st_size > self.BLOB_BYTES:
+                return {"snapshot": "too large to keep"}
+            data = path.read_bytes()
+        except OSError:
+            return {}
+        digest = store_blob(data)
+        found: dict[str, Any] = {"sha256": digest}
+        if previous:
+            found["previous_sha256"] = previous[0]
+        text = _text(data) if len(data) <= self.DIFF_BYTES else None
+        # A file that was there before the agent started has no recorded past: no diff for its first change.
+        old_text = previous[1] if previous else (None if name in self.seen else "")
+        if text is not None and old_text is not None:
+            lines = difflib.unified_diff(
+                old_text.splitlines(), text.splitlines(), f"a/{name}", f"b/{name}", lineterm=""
+            )
+            found["diff"] = "\n".join(lines)[: self.DIFF_BYTES]
+        self.contents[name] = (digest, text)
+        return found
+
+
+def _text(data: bytes) -> str | None:
+    try:
+        return data.decode()
+    except UnicodeDecodeError:
+        return None

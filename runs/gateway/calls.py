@@ -215,6 +215,7 @@ class Call:
     wire: Wire | None = None  # the client's own wire format, when it is not chat completions
     wire_body: dict[str, Any] | None = None  # the request as that client sent it
     native: Native | None = None  # set when the provider speaks the client's wire: forwarded as sent
+    replayed: dict[str, Any] | None = None  # answered from a recording: which run and call
 
     def model_call_event(self, response: dict[str, Any] | None, *, status_code: int, error: str = "") -> dict:
         """The ``model.call`` event: the whole exchange as the gateway saw it."""
@@ -222,6 +223,7 @@ class Call:
         usage = (response or {}).get("usage") or {}
         choices = (response or {}).get("choices") or []
         finish = choices[0].get("finish_reason") if choices else None
+        chat_response = None
         if self.wire is None or self.wire_body is None:
             request, shown = redact_request(self.request.body), response
         elif self.native is not None:  # the response is the provider's own
@@ -232,6 +234,7 @@ class Call:
         else:
             request = redact(self.wire_body, settings.JETTY_REDACT_MIN_CHARS)
             shown = None if response is None else self.wire.from_chat(response, self.route.model)
+            chat_response = response  # kept too: a replay answers from it in any wire
         payload = {
             "request": request,
             "response": shown,
@@ -246,12 +249,17 @@ class Call:
             payload["error"] = error
         if self.wire is not None:
             payload["wire"] = self.wire.name
+            if chat_response is not None:
+                payload["chat_response"] = chat_response
+        if self.replayed is not None:  # no provider was asked: no tokens spent
+            payload["replayed_from"] = self.replayed
+            usage = {}
         return {
             "kind": "model.call",
             "ts": self.started,
             "payload": payload,
             "model": self.route.model,
-            "provider": self.route.provider,
+            "provider": "replay" if self.replayed is not None else self.route.provider,
             "prompt_tokens": int(usage.get("prompt_tokens") or 0),
             "completion_tokens": int(usage.get("completion_tokens") or 0),
             "cost_usd": None,

@@ -11,7 +11,7 @@ from django.conf import settings
 from orgs.api_errors import ApiError, parse_json_body
 from orgs.auth import bearer_value
 
-from . import agent_mode, routing
+from . import agent_mode, replay, routing
 from .calls import Call, ChatRequest
 from .exchange import ClientGone, Exchange, WireExchange
 from .native import forward_native, native_for
@@ -110,8 +110,24 @@ async def forward_and_store(exchange: Exchange, call: Call) -> None:
     # A sandbox's call is stored for its run before the agent sees the answer (or, streaming, the stream's end):
     # whatever the agent does because of the answer comes after the call in the trajectory.
     exchange.hold = run_id is not None and not call.request.stream
+    recorded = None
+    if run_id is not None:  # a replay or a fork answers its calls from the recording
+        verdict, found = await replay.decide(run_id, replay.request_as_recorded(call))
+        if verdict == "stop":
+            exchange.hold = False
+            await exchange.respond_error(replay.mismatch(found))
+            return
+        if verdict == "replay":
+            recorded = found
+            call.replayed = {"run": (await replay.plan_source(run_id)), "seq": found.seq, "index": found.index}
+            if call.native is not None:  # the recording is in chat completions: translate it to the agent's wire
+                assert isinstance(exchange, WireExchange)
+                call.native = None
+                exchange.begin(call.request.stream, call.route.model)
     try:
-        if call.native is not None:
+        if recorded is not None:
+            outcome = await replay.answer_from_recording(exchange, call, recorded)
+        elif call.native is not None:
             assert isinstance(exchange, WireExchange)
             outcome = await forward_native(exchange, call, run_headers)
         else:

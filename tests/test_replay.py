@@ -1,0 +1,144 @@
+"""Replay and fork: a recorded run runs again in a fresh sandbox with the gateway answering its model calls from
+the recording (three real CLIs and jetty-agent), a changed runbook stops the replay at the first mismatch, a fork
+replays k calls and goes on with another model, and the per-step workspace snapshots rebuild the files on disk."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from django.core.files.storage import default_storage
+
+from trajectories.actions import blob_name
+from trajectories.models import FINAL_STATUSES, Run
+
+from .test_agent_clis import describe, run_cli
+
+VOLATILE = {
+    "id",
+    "ts",
+    "created",
+    "created_at",
+    "latency_ms",
+    "ttfb_ms",
+    "duration_ms",
+    "duration_s",
+    "elapsed_ms",
+    "usage",
+    "replayed_from",
+}
+
+
+def finished(public_id: str, timeout: float = 180) -> Run:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        run = Run.objects.get(public_id=public_id)
+        if run.status in FINAL_STATUSES:
+            return run
+        time.sleep(0.2)
+    raise AssertionError(f"run {public_id} did not finish: {describe(public_id)}")
+
+
+def steady(value):
+    """An event payload without what differs between two runs by nature (times, durations, usage, run ids)."""
+    if isinstance(value, dict):
+        return {k: steady(v) for k, v in value.items() if k not in VOLATILE}
+    if isinstance(value, list):
+        return [steady(v) for v in value]
+    return value
+
+
+def trajectory(run: Run) -> list[tuple[str, object]]:
+    out = []
+    for event in run.events.order_by("seq"):
+        if event.kind == "model.call":
+            out.append((event.kind, steady(event.payload.get("response"))))
+        elif event.kind == "run.state":
+            out.append((event.kind, event.payload.get("status")))
+        elif event.kind != "log":
+            out.append((event.kind, steady(event.payload)))
+    return out
+
+
+def artifacts(run: Run) -> dict[str, str]:
+    return {a.path: a.sha256 for a in run.artifacts.all()}
+
+
+def replay(api, run: Run, path: str = "replay", **body) -> Run:
+    response = api.post(f"/api/v1/runs/{run.public_id}/{path}", body, format="json")
+    assert response.status_code == 202, response.content
+    return finished(response.json()["run_id"])
+
+
+@pytest.mark.parametrize("agent", ["jetty-agent", "claude-code", "codex", "gemini-cli"])
+def test_a_replay_redoes_the_run_from_its_recording(agent, alice_client, alice_api, worker):
+    _, summary = run_cli(alice_client, agent, "off")
+    source = Run.objects.get(public_id=summary["run_id"])
+    assert source.status == "succeeded", describe(source.public_id)
+    again = replay(alice_api, source)
+    assert again.status == "succeeded", describe(again.public_id)
+    assert again.metadata["replay"]["source"] == source.public_id and again.metadata["replay"]["until"] is None
+    assert artifacts(again) == artifacts(source)
+    assert trajectory(again) == trajectory(source)
+    calls = list(again.events.filter(kind="model.call").order_by("seq"))
+    assert calls and [c.payload["replayed_from"]["index"] for c in calls] == list(range(len(calls)))
+    assert all(c.provider == "replay" and c.prompt_tokens == 0 and not c.cost_usd for c in calls)
+    assert again.total_tokens == 0 and again.cost_usd == 0
+
+
+def test_a_changed_runbook_stops_the_replay_at_the_first_mismatch(alice_client, alice_api, worker):
+    _, summary = run_cli(alice_client, "jetty-agent", "off")
+    source = Run.objects.get(public_id=summary["run_id"])
+    changed = source.job.runbook.replace("Count the words", "Count the letters")
+    assert changed != source.job.runbook
+    again = replay(alice_api, source, runbook=changed)
+    assert again.status == "failed"
+    assert again.error.startswith(f"Replay stopped at model call 1 of the replay of {source.public_id}")
+    assert "Count the words" in again.error and "Count the letters" in again.error
+    assert again.events.filter(kind="model.call").count() == 0
+
+
+def test_a_fork_replays_k_calls_then_goes_on_with_another_model(alice_client, alice_api, worker):
+    _, summary = run_cli(alice_client, "jetty-agent", "off")
+    source = Run.objects.get(public_id=summary["run_id"])
+    total = source.events.filter(kind="model.call").count()
+    assert total >= 4
+    fork = replay(alice_api, source, "fork", at=2, model="scripted/alt")
+    assert fork.status == "succeeded", describe(fork.public_id)
+    assert fork.model == "scripted/alt" and fork.metadata["replay"] == {
+        **fork.metadata["replay"],
+        "mode": "fork",
+        "until": 2,
+        "source": source.public_id,
+    }
+    calls = list(fork.events.filter(kind="model.call").order_by("seq"))
+    replayed, live = calls[:2], calls[2:]
+    assert [c.payload.get("replayed_from", {}).get("index") for c in replayed] == [0, 1]
+    assert all(c.prompt_tokens == 0 and not c.cost_usd for c in replayed)
+    assert live and all("replayed_from" not in c.payload and c.model == "scripted/alt" for c in live)
+    assert all(c.prompt_tokens > 0 for c in live)
+    bad = alice_api.post(f"/api/v1/runs/{source.public_id}/fork", {"at": total + 1}, format="json")
+    assert bad.status_code == 400 and bad.json()["error"]["param"] == "at"
+    assert alice_api.post(f"/api/v1/runs/{source.public_id}/fork", {}, format="json").status_code == 400
+
+
+def test_workspace_snapshots_rebuild_the_files_on_disk(alice_client, worker):
+    _, summary = run_cli(alice_client, "jetty-agent", "off")
+    run = Run.objects.get(public_id=summary["run_id"])
+    changes = list(run.events.filter(kind="file.change").order_by("seq"))
+    latest = {}
+    for change in changes:
+        latest[change.payload["path"]] = change.payload.get("sha256")
+    for path, sha in artifacts(run).items():
+        assert latest[f"/app/results/{path}"] == sha, path
+        with default_storage.open(blob_name(sha), "rb") as blob, run.artifacts.get(path=path).file.open("rb") as disk:
+            assert blob.read() == disk.read()
+    greeting = next(c for c in changes if c.payload["path"] == "/app/results/greeting.txt")
+    assert "+hello ada from jetty" in greeting.payload["diff"]
+
+
+def test_other_orgs_cannot_replay_or_fork(alice_client, bob_api, worker):
+    _, summary = run_cli(alice_client, "jetty-agent", "off")
+    for path, body in (("replay", {}), ("fork", {"at": 1})):
+        response = bob_api.post(f"/api/v1/runs/{summary['run_id']}/{path}", body, format="json")
+        assert response.status_code == 404
