@@ -251,7 +251,7 @@ def test_a_member_cancels_a_queued_run_and_a_viewer_cannot(alice):
     assert run.status == "cancelled"
 
 
-def test_the_run_form_starts_a_run_with_parameters_and_files(alice, alice_api):
+def test_the_run_form_starts_a_run_with_parameters_and_files(alice, alice_api, worker):
     from django.core.files.uploadedfile import SimpleUploadedFile
 
     from runs.models import Job
@@ -269,3 +269,6 @@ def test_the_run_form_starts_a_run_with_parameters_and_files(alice, alice_api):
     job = Job.objects.get(run=run)
     assert job.params == {"name": "Ada"} and [p.rsplit("/", 1)[-1] for p in job.file_paths] == ["notes.txt"]
     assert run.token_prefix == "web:acme-member"
+    from tests.test_workflows import finished
+
+    assert finished(run.public_id).status == "succeeded"  # (and no worker is left holding it when the test ends)
