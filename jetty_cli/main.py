@@ -277,6 +277,34 @@ def status(args: argparse.Namespace) -> int:
     return 0
 
 
+FINAL = ("succeeded", "failed", "cancelled", "timed_out")
+
+
+def replay(args: argparse.Namespace) -> int:
+    """Start a replay (or, with --at, a fork) of a finished agent run; with --wait, follow it to its end."""
+    body: dict[str, Any] = {}
+    if args.runbook:
+        body["runbook"] = Path(args.runbook).read_text()
+    if args.at is not None:
+        body["at"] = args.at
+    if args.model:
+        body["model"] = args.model
+    path = "fork" if args.at is not None else "replay"
+    with client() as http:
+        started = checked(http.post(f"/api/v1/runs/{args.id}/{path}", json=body)).json()
+        run_id = started["run_id"]
+        print(f"{path} of {args.id}: {run_id}")
+        if not args.wait:
+            return 0
+        deadline = time.monotonic() + args.timeout
+        while (found := checked(http.get(f"/api/v1/runs/{run_id}")).json())["status"] not in FINAL:
+            if time.monotonic() > deadline:
+                raise Failure(f"{run_id} still {found['status']} after {args.timeout} s")
+            time.sleep(1)
+    print(f"{run_id}: {found['status']}" + (f": {found['error']}" if found.get("error") else ""))
+    return 0 if found["status"] == "succeeded" else 1
+
+
 def logs(args: argparse.Namespace) -> int:
     after = 0
     with client() as http:
@@ -343,6 +371,19 @@ def parser() -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=helptext)
         sub.add_argument("id")
         sub.set_defaults(handler=handler)
+    for name, helptext in (
+        ("replay", "run a finished agent run again, answered from its recording"),
+        ("fork", "replay a run's first --at model calls, then go on live with --model"),
+    ):
+        sub = commands.add_parser(name, help=helptext)
+        sub.add_argument("id")
+        if name == "fork":
+            sub.add_argument("--at", type=int, required=True, help="how many model calls to replay before going live")
+            sub.add_argument("--model", help="the model to go on with (default: the run's own)")
+        sub.add_argument("--runbook", help="a file with another runbook to use")
+        sub.add_argument("--wait", action="store_true", help="wait for it to end; exit 1 unless it succeeded")
+        sub.add_argument("--timeout", type=float, default=900)
+        sub.set_defaults(handler=replay, **({} if name == "fork" else {"at": None, "model": None}))
     sub = commands.add_parser("download", help="a run's result files")
     sub.add_argument("id")
     sub.add_argument("--dir")

@@ -57,9 +57,10 @@ def _validation_rows(report: Any) -> list[dict[str, Any]]:
     return rows
 
 
-def header_context(run: Run) -> dict[str, Any]:
+def header_context(run: Run, request: HttpRequest | None = None) -> dict[str, Any]:
     return {
         "run": run,
+        "can_write": request is not None and membership_for(request).role != "viewer",
         "final": run.status in FINAL_STATUSES,
         "labels": run.labels.filter(event__isnull=True).order_by("key", "author"),
     }
@@ -78,8 +79,9 @@ def run_page(request: HttpRequest, public_id: str) -> HttpResponse:
     at = int(at_text) if at_text.isdigit() and len(at_text) < 10 else None
     page, more_before, more_after, first, last = window(run, at=at) if at else window(run, after=0)
     context = {
-        **header_context(run),
+        **header_context(run, request),
         "nav": "runs",
+        "replays": Run.objects.for_org(run.org).filter(metadata__replay__source_id=run.pk).order_by("created")[:50],
         "job": job,
         "answer": final_answer(run),
         "artifacts": artifacts,
@@ -96,7 +98,6 @@ def run_page(request: HttpRequest, public_id: str) -> HttpResponse:
         "more_after": more_after,
         "first": first,
         "last": last,
-        "can_write": membership_for(request).role != "viewer",
         # Pushed notices need a channel layer shared with the workers (Redis); without one the page polls.
         "live_push": bool(settings.REDIS_URL),
     }
@@ -106,7 +107,7 @@ def run_page(request: HttpRequest, public_id: str) -> HttpResponse:
 @login_required
 def run_header(request: HttpRequest, public_id: str) -> HttpResponse:
     """The header alone: the live page swaps it in when the run's state changes."""
-    return render(request, "runs/_run_header.html", header_context(get_run_for_user(request, public_id)))
+    return render(request, "runs/_run_header.html", header_context(get_run_for_user(request, public_id), request))
 
 
 @login_required
@@ -241,3 +242,61 @@ def task_run(request: HttpRequest, collection: str, name: str) -> HttpResponse:
         messages.error(request, error.message)
         return redirect(back)
     return redirect(f"/runs/{run.public_id}/")
+
+
+def _web_principal(request: HttpRequest) -> Principal:
+    membership = membership_for(request)
+    return Principal(org=membership.org, token=None, prefix=f"web:{request.user.get_username()}"[:16])
+
+
+@login_required
+@require_POST
+def run_replay(request: HttpRequest, public_id: str) -> HttpResponse:
+    """Replay the run from its recording, and open the replay."""
+    from .replay import start_replay
+
+    source = get_run_for_user(request, public_id)
+    require_write(membership_for(request))
+    try:
+        replay = start_replay(_web_principal(request), source)
+    except ApiError as error:
+        messages.error(request, error.message)
+        return redirect(f"/runs/{source.public_id}/")
+    return redirect(f"/runs/{replay.public_id}/")
+
+
+@login_required
+def fork_form(request: HttpRequest, public_id: str) -> HttpResponse:
+    """The "fork from here" form of one model call: the models the org may use, the run's own first."""
+    from .gateway.routing import models_for
+
+    run = get_run_for_user(request, public_id)
+    at = request.GET.get("at", "")
+    if run.kind != "agent" or run.status not in FINAL_STATUSES or not at.isdigit():
+        return HttpResponse("")
+    models = [m["id"] for m in models_for(_web_principal(request))]
+    ordered = [run.model, *[m for m in models if m != run.model]]
+    context = {"run": run, "at": int(at), "models": ordered, "can_write": membership_for(request).role != "viewer"}
+    return render(request, "runs/_fork_form.html", context)
+
+
+@login_required
+@require_POST
+def run_fork(request: HttpRequest, public_id: str) -> HttpResponse:
+    """Fork the run after its first ``at`` model calls with the chosen model, and open it beside its source."""
+    from .replay import start_replay
+
+    source = get_run_for_user(request, public_id)
+    membership = membership_for(request)
+    require_write(membership)
+    at, model = request.POST.get("at", ""), request.POST.get("model", "").strip()
+    try:
+        if not at.isdigit():
+            raise ApiError(400, "Choose where to fork (a model call)", param="at")
+        if model and not membership.org.may_use_model(model):
+            raise ApiError(404, f"The model `{model}` is not enabled for this organisation", param="model")
+        fork = start_replay(_web_principal(request), source, at=int(at), model=model or None)
+    except ApiError as error:
+        messages.error(request, error.message)
+        return redirect(f"/runs/{source.public_id}/")
+    return redirect(f"/compare/?runs={source.public_id},{fork.public_id}")

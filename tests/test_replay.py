@@ -142,3 +142,59 @@ def test_other_orgs_cannot_replay_or_fork(alice_client, bob_api, worker):
     for path, body in (("replay", {}), ("fork", {"at": 1})):
         response = bob_api.post(f"/api/v1/runs/{summary['run_id']}/{path}", body, format="json")
         assert response.status_code == 404
+
+
+def test_the_cli_replays_and_forks(tmp_path, alice, alice_client, jetty, worker):
+    from .test_cli import cli
+
+    _, summary = run_cli(alice_client, "jetty-agent", "off")
+    source = summary["run_id"]
+    done = cli(tmp_path, "replay", source, "--wait", url=jetty.url, token=alice.token)
+    assert done.returncode == 0, done.stderr
+    replay_id = done.stdout.split()[3]
+    assert f"{replay_id}: succeeded" in done.stdout
+    assert Run.objects.get(public_id=replay_id).metadata["replay"]["source"] == source
+    forked = cli(
+        tmp_path, "fork", source, "--at", "1", "--model", "scripted/alt", "--wait", url=jetty.url, token=alice.token
+    )
+    assert forked.returncode == 0, forked.stderr
+    fork = Run.objects.get(public_id=forked.stdout.split()[3])
+    assert fork.model == "scripted/alt" and fork.metadata["replay"]["until"] == 1
+    refused = cli(tmp_path, "fork", source, "--at", "999", url=jetty.url, token=alice.token)
+    assert refused.returncode != 0 and "`at` must be from 0 to" in refused.stderr
+
+
+def test_the_run_page_replays_forks_and_lists_them(alice, bob, alice_client, worker):
+    from django.test import Client
+
+    _, summary = run_cli(alice_client, "jetty-agent", "off")
+    source = Run.objects.get(public_id=summary["run_id"])
+    member, viewer, outsider = Client(), Client(), Client()
+    member.force_login(alice.member)
+    viewer.force_login(alice.viewer)
+    outsider.force_login(bob.owner)
+    page = member.get(f"/runs/{source.public_id}/").content.decode()
+    assert 'id="replay-run"' in page
+    assert 'id="replay-run"' not in viewer.get(f"/runs/{source.public_id}/").content.decode()
+    assert viewer.post(f"/runs/{source.public_id}/replay").status_code == 403
+    assert outsider.post(f"/runs/{source.public_id}/replay").status_code == 404
+    second_call = source.events.filter(kind="model.call").order_by("seq")[1]
+    detail = member.get(f"/runs/{source.public_id}/events/{second_call.seq}").content.decode()
+    assert f"/runs/{source.public_id}/fork-form?at=1" in detail
+    form = member.get(f"/runs/{source.public_id}/fork-form?at=1").content.decode()
+    assert "<option>scripted/default</option>" in form and "<option>scripted/alt</option>" in form
+    response = member.post(f"/runs/{source.public_id}/fork", {"at": "1", "model": "scripted/alt"})
+    assert response.status_code == 302 and response["Location"].startswith(f"/compare/?runs={source.public_id},run_")
+    fork = finished(response["Location"].rsplit(",", 1)[1])
+    assert fork.status == "succeeded" and fork.model == "scripted/alt"
+    replayed = member.post(f"/runs/{source.public_id}/replay")
+    again = finished(replayed["Location"].split("/")[2])
+    assert again.status == "succeeded"
+    listing = member.get(f"/runs/{source.public_id}/").content.decode()
+    assert fork.public_id in listing and again.public_id in listing and "fork after 1" in listing
+    assert "Replay of" in member.get(f"/runs/{again.public_id}/").content.decode()
+    change = source.events.filter(kind="file.change").first()
+    blob = member.get(f"/runs/{source.public_id}/blobs/{change.payload['sha256']}")
+    assert blob.status_code == 200 and b"".join(blob.streaming_content)
+    assert outsider.get(f"/runs/{source.public_id}/blobs/{change.payload['sha256']}").status_code == 404
+    assert member.get(f"/runs/{source.public_id}/blobs/{'0' * 64}").status_code == 404

@@ -11,7 +11,7 @@ from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.db.models import Q, TextField
 from django.db.models.functions import Cast
-from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import render
 from django.utils import timezone
 from django.utils.html import escape
@@ -21,7 +21,7 @@ from orgs.web import membership_for
 
 from . import present
 from .compare import compare
-from .models import Event, Label, Run, RunStatus
+from .models import FINAL_STATUSES, Event, Label, Run, RunStatus
 
 WINDOW = 100  # events per page of the timeline
 MAX_WINDOW = 300
@@ -179,11 +179,12 @@ def event_detail(request: HttpRequest, public_id: str, seq: int) -> HttpResponse
     if event is None:
         raise Http404("No such event")
     labels = event.labels.order_by("key", "author")
-    return render(
-        request,
-        "trajectories/_event_detail.html",
-        {"run": run, "event": event, "detail": present.detail(event), "labels": labels},
-    )
+    # A model call of a finished agent run can be forked from: the calls before it are replayed.
+    fork_at = None
+    if event.kind == "model.call" and run.kind == "agent" and run.status in FINAL_STATUSES:
+        fork_at = run.events.filter(kind="model.call", seq__lt=event.seq).count()
+    context = {"run": run, "event": event, "detail": present.detail(event), "labels": labels, "fork_at": fork_at}
+    return render(request, "trajectories/_event_detail.html", context)
 
 
 def _snippet(text: str, q: str, radius: int = 60) -> str:
@@ -237,3 +238,22 @@ def compare_runs(request: HttpRequest) -> HttpResponse:
         "trajectories/compare.html",
         {"nav": "runs", "result": result, "columns": len(runs), "same_task": len({r.task for r in runs}) == 1},
     )
+
+
+@login_required
+def run_blob(request: HttpRequest, public_id: str, sha256: str) -> FileResponse:
+    """A file's content as one of the run's file changes recorded it (the workspace at that step)."""
+    from django.core.files.storage import default_storage
+
+    from .actions import blob_name
+
+    run = get_run_for_user(request, public_id)
+    change = (
+        run.events.filter(kind="file.change", payload__sha256=sha256).first()
+        if re.fullmatch(r"[0-9a-f]{64}", sha256)
+        else None
+    )
+    if change is None:
+        raise Http404("No such file content in this run")
+    name = str(change.payload.get("path", "file")).rsplit("/", 1)[-1]
+    return FileResponse(default_storage.open(blob_name(sha256), "rb"), as_attachment=True, filename=name)
