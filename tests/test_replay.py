@@ -180,7 +180,7 @@ def test_the_run_page_replays_forks_and_lists_them(alice, bob, alice_client, wor
     assert outsider.post(f"/runs/{source.public_id}/replay").status_code == 404
     second_call = source.events.filter(kind="model.call").order_by("seq")[1]
     detail = member.get(f"/runs/{source.public_id}/events/{second_call.seq}").content.decode()
-    assert f"/runs/{source.public_id}/fork-form?at=1" in detail
+    assert f'data-url="/runs/{source.public_id}/fork-form?at=1"' in detail
     form = member.get(f"/runs/{source.public_id}/fork-form?at=1").content.decode()
     assert "<option>scripted/default</option>" in form and "<option>scripted/alt</option>" in form
     response = member.post(f"/runs/{source.public_id}/fork", {"at": "1", "model": "scripted/alt"})

@@ -228,3 +228,29 @@ def test_another_orgs_run_is_a_404(browser, jetty, alice, bob):
     response = browser.goto(f"/runs/{theirs.public_id}/")
     assert response.status == 404
     assert theirs.public_id not in browser.goto("/runs/").text()
+
+
+def test_fork_from_a_model_call_opens_beside_its_source(browser, jetty, worker, alice, alice_client):
+    from .test_agent_clis import run_cli
+
+    _, summary = run_cli(alice_client, "jetty-agent", "off")
+    source = Run.objects.get(public_id=summary["run_id"])
+    third = source.events.filter(kind="model.call").order_by("seq")[2]
+    sign_in(browser, jetty.url, alice.member)
+    browser.goto(f"/runs/{source.public_id}/?at={third.seq}")
+    browser.click(f"#e-{third.seq} details > summary")
+    browser.select_option(f"#e-{third.seq} select[name=model]", "scripted/alt")
+    screenshot(browser, "fork-from-here")
+    browser.click(f"#e-{third.seq} button.fork-here")
+    browser.wait_for_url(re.compile(r"/compare/\?runs="))
+    fork_id = browser.url.rsplit(",", 1)[1]
+    deadline = time.monotonic() + 90
+    while Run.objects.get(public_id=fork_id).status not in ("succeeded", "failed") and time.monotonic() < deadline:
+        time.sleep(0.3)
+    assert Run.objects.get(public_id=fork_id).status == "succeeded"
+    browser.reload()
+    assert "scripted/alt" in browser.locator("#metrics").inner_text()
+    browser.goto(f"/runs/{fork_id}/")
+    assert browser.locator("#replay-source").inner_text() == source.public_id
+    screenshot(browser, "fork")
+    assert browser.errors == []

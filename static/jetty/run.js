@@ -61,6 +61,13 @@
       timeline.dataset.anchor = String(shownFirst()); // keep the reader's place when rows arrive above
     }
   });
+  // A model call's detail has a slot for the "fork from here" form, which the runs side of the site renders.
+  document.body.addEventListener("htmx:afterSettle", () => {
+    timeline.querySelectorAll("div.fork-slot:not(.loading)").forEach((slot) => {
+      slot.classList.add("loading");
+      htmx.ajax("GET", slot.dataset.url, { target: slot, swap: "outerHTML" });
+    });
+  });
   document.body.addEventListener("htmx:afterSettle", (e) => {
     const anchor = timeline.dataset.anchor;
     if (anchor) {
