@@ -86,8 +86,9 @@ def test_a_replay_redoes_the_run_from_its_recording(agent, alice_client, alice_a
     assert again.total_tokens == 0 and again.cost_usd == 0
 
 
-def test_a_changed_runbook_stops_the_replay_at_the_first_mismatch(alice_client, alice_api, worker):
-    _, summary = run_cli(alice_client, "jetty-agent", "off")
+@pytest.mark.parametrize("agent", ["jetty-agent", "claude-code"])
+def test_a_changed_runbook_stops_the_replay_at_the_first_mismatch(agent, alice_client, alice_api, worker):
+    _, summary = run_cli(alice_client, agent, "off")
     source = Run.objects.get(public_id=summary["run_id"])
     changed = source.job.runbook.replace("Count the words", "Count the letters")
     assert changed != source.job.runbook
