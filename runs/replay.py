@@ -17,13 +17,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.db import transaction
+from django.db.models import F
 
 from orgs.api_errors import ApiError
 from orgs.auth import Principal
-from trajectories.models import FINAL_STATUSES, Event, Run, RunKind
+from trajectories.models import FINAL_STATUSES, Run, RunKind
 
 from .actions import AgentRequest, start_agent_run
-from .models import Job, PendingModelCall
+from .models import Job
 
 VOLATILE = [
     # Ids a CLI makes up for its own bookkeeping and shows the model (Codex numbers each command's output).
@@ -143,12 +144,13 @@ def plan_for(run_id: int) -> Plan | None:
     return Plan(run_id, source.public_id, spec.get("until"), recorded_calls(source))
 
 
-def calls_so_far(run_id: int) -> int:
-    """How many model calls the run has made (stored, or waiting for its worker to place them)."""
-    return (
-        Event.objects.filter(run_id=run_id, kind="model.call").count()
-        + PendingModelCall.objects.filter(run_id=run_id).count()
-    )
+def next_position(run_id: int) -> int:
+    """The 0-based position of the run's model call being asked for now. Counted by the gateway as calls arrive
+    (the stored calls lag behind: the worker places them in the trajectory in batches)."""
+    with transaction.atomic():
+        job = Job.objects.select_for_update().only("id", "model_calls").get(run_id=run_id)
+        Job.objects.filter(pk=job.pk).update(model_calls=F("model_calls") + 1)
+    return job.model_calls
 
 
 def stop(run_id: int, report: str) -> None:

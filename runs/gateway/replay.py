@@ -37,7 +37,7 @@ def _decide(run_id: int, request: dict[str, Any]) -> tuple[str, Any]:
     plan = _plan(run_id)
     if plan is None:
         return "live", None
-    position = replay.calls_so_far(run_id)
+    position = replay.next_position(run_id)
     if plan.until is not None and position >= plan.until:
         return "live", None
     where = f"model call {position + 1} of the replay of {plan.source}"
