@@ -49,8 +49,12 @@ def steady(value):
 
 
 def trajectory(run: Run) -> list[tuple[str, object]]:
+    """The run's events as comparable values. File changes are left to ``workspace``: the watcher notices them
+    when it next scans, which may catch a file half written or after the next model call."""
     out = []
     for event in run.events.order_by("seq"):
+        if event.kind == "file.change":
+            continue
         if event.kind == "model.call":
             out.append((event.kind, steady(event.payload.get("response"))))
         elif event.kind == "run.state":
@@ -58,6 +62,11 @@ def trajectory(run: Run) -> list[tuple[str, object]]:
         elif event.kind != "log":
             out.append((event.kind, steady(event.payload)))
     return out
+
+
+def workspace(run: Run) -> dict[str, str | None]:
+    """Each file's last recorded content (its digest), as the file changes left it."""
+    return {e.payload["path"]: e.payload.get("sha256") for e in run.events.filter(kind="file.change").order_by("seq")}
 
 
 def artifacts(run: Run) -> dict[str, str]:
@@ -80,6 +89,7 @@ def test_a_replay_redoes_the_run_from_its_recording(agent, alice_client, alice_a
     assert again.metadata["replay"]["source"] == source.public_id and again.metadata["replay"]["until"] is None
     assert artifacts(again) == artifacts(source)
     assert trajectory(again) == trajectory(source)
+    assert workspace(again) == workspace(source)
     calls = list(again.events.filter(kind="model.call").order_by("seq"))
     assert calls and [c.payload["replayed_from"]["index"] for c in calls] == list(range(len(calls)))
     assert all(c.provider == "replay" and c.prompt_tokens == 0 and not c.cost_usd for c in calls)
