@@ -165,3 +165,68 @@ def test_a_token_scoped_to_another_collection_sees_nothing_of_this_one(world, al
         assert response.status_code == 404, f"{method} {url}: {response.status_code} {response.content[:200]!r}"
     assert counts() == before
     assert world["run"].public_id not in scoped.get("/api/v1/runs").content.decode()
+
+
+def ui_routes() -> list[tuple[str, str]]:
+    """Every web UI route that names an org object, with the view's name."""
+    from django.urls import get_resolver
+
+    routes = []
+    for pattern in get_resolver().url_patterns:
+        children = getattr(pattern, "url_patterns", None)
+        for p in children if children is not None else [pattern]:
+            route = str(getattr(pattern, "pattern", "")) + str(p.pattern) if children is not None else str(p.pattern)
+            if "<" in route and not route.startswith(("api/", "admin/", "v1", "dashboards/")):
+                routes.append((route, p.name or ""))
+    return routes
+
+
+@pytest.fixture
+def ui_world(world, alice):
+    from evals.actions import create_queue
+    from tests.factories import make_rubric
+
+    run = world["run"]
+    queue = create_queue(alice.org, "q", make_rubric(alice.org, name="ui"), [run])
+    values = {
+        "public_id": run.public_id,
+        "collection": "demo",
+        "name": "greet",
+        "seq": "1",
+        "path": "out.txt",
+        "sha256": "0" * 64,
+        "position": "1",
+        "version": "1",
+    }
+    return values, queue.public_id
+
+
+def ui_url(route: str, values: dict[str, str], queue: str) -> str:
+    def value(match: re.Match) -> str:
+        name = match.group(2)
+        return queue if name == "public_id" and route.startswith("labelling/") else values[name]
+
+    return "/" + re.sub(r"<(\w+:)?(\w+)>", value, route)
+
+
+def test_every_ui_page_is_a_404_for_another_org_and_writes_need_a_member(ui_world, alice, bob):
+    from django.test import Client
+
+    values, queue = ui_world
+    outsider, viewer = Client(), Client()
+    outsider.force_login(bob.owner)
+    viewer.force_login(alice.viewer)
+    before = counts()
+    routes = ui_routes()
+    assert len(routes) >= 18
+    for route, _name in routes:
+        url = ui_url(route, values, queue)
+        for method in ("get", "post"):
+            response = getattr(outsider, method)(url)
+            assert response.status_code in (404, 405), f"outsider {method} {url}: {response.status_code}"
+    writes = ["ui-run-cancel", "ui-run-replay", "ui-run-fork", "ui-task-run", "ui-adjudicate", "ui-queue-item"]
+    for route, name in routes:
+        if name in writes:
+            url = ui_url(route, values, queue)
+            assert viewer.post(url, {"at": "1"}).status_code == 403, f"viewer POST {url}"
+    assert counts() == before
