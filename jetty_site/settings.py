@@ -133,7 +133,10 @@ TEMPLATES = [
 # Database: SQLite beside the data by default, anything dj-database-url understands via DATABASE_URL.
 DATABASE_URL = env_str("DATABASE_URL")
 if DATABASE_URL:
-    DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=env_int("DB_CONN_MAX_AGE", 60))}
+    # Connections close at the end of each request by default: under daphne every request runs its sync code in a
+    # thread of its own, and a connection kept open for reuse stays with that thread (the load benchmark ran
+    # PostgreSQL out of connections in seconds with 60). Use a pooler (PgBouncer) in front for reuse.
+    DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=env_int("DB_CONN_MAX_AGE", 0))}
     if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
         DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 else:
