@@ -1,0 +1,166 @@
+"""Faults under load: many agent runs in flight on two Celery workers while the workers are SIGKILLed and
+restarted and sandboxes are killed from outside. Afterwards every run must be in a final state, every run's
+events gap-free (1..last_seq) with one final state event, and no sandbox left behind. Prints the counts.
+
+    .venv/bin/python bench/faults.py [--runs 40] [--kill-every 12]
+
+Uses DATABASE_URL/REDIS_URL when set (PostgreSQL and Redis, as in production); the embedded defaults otherwise.
+The benchmark process plays Celery beat: it runs the sweeper every few seconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "jetty_site.settings")
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+WORK = Path(tempfile.mkdtemp(prefix="jetty-bench-faults-", dir=ROOT / "var"))
+os.environ.setdefault("JETTY_VAR_DIR", str(WORK))
+os.environ["JETTY_SANDBOX_ROOT"] = str(WORK / "sandboxes")
+os.environ["JETTY_RUN_STALLED_S"] = "6"
+os.environ["JETTY_SANDBOX_BACKEND"] = "bubblewrap"
+
+import django  # noqa: E402
+
+django.setup()
+
+import httpx  # noqa: E402
+from django.core.management import call_command  # noqa: E402
+from django.db.models import Count, Max  # noqa: E402
+
+from orgs.models import ApiToken, Org  # noqa: E402
+from runs.models import Job  # noqa: E402
+from runs.tasks import sweep_runs  # noqa: E402
+from tests.support import servers  # noqa: E402
+from trajectories.models import FINAL_STATUSES, Run  # noqa: E402
+
+RUNBOOK = """---
+version: 1.0.0
+evaluation: programmatic
+---
+# Objective
+Work a little, slowly.
+
+## Step 1: start
+```bash
+mkdir -p /app/results && echo start > /app/results/log.txt
+```
+
+## Step 2: wait
+```bash
+sleep 2 && echo waited >> /app/results/log.txt
+```
+
+## Step 3: finish
+```bash
+sleep 1 && echo done >> /app/results/log.txt && cat /app/results/log.txt
+```
+"""
+
+
+def sandbox_pids() -> list[int]:
+    """Processes running inside this benchmark's sandboxes (bubblewrap's children)."""
+    found = subprocess.run(["pgrep", "-f", f"bwrap.*{WORK / 'sandboxes'}"], capture_output=True, text=True)
+    return [int(p) for p in found.stdout.split()]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--runs", type=int, default=40)
+    parser.add_argument("--kill-every", type=float, default=12, help="seconds between worker SIGKILLs")
+    parser.add_argument("--timeout", type=float, default=600)
+    parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "faults.json"))
+    args = parser.parse_args()
+    call_command("migrate", verbosity=0)
+    (WORK / "sandboxes").mkdir(parents=True, exist_ok=True)
+    os.chmod(WORK, 0o755)
+    os.chmod(WORK / "sandboxes", 0o755)
+    org = Org.objects.create(name=f"faults-{int(time.time())}")
+    _, token = ApiToken.generate(org, name="faults")
+    env = dict(os.environ)
+    port = servers.free_port()
+    env.update({"JETTY_PUBLIC_URL": f"http://127.0.0.1:{port}", "JETTY_GATEWAY_SOCKET": str(WORK / "run" / "gw.sock")})
+    web = servers.start_daphne(env, WORK / "web.log", port)
+    workers = [servers.start_celery_worker(env, WORK / f"worker-{i}.log") for i in range(2)]
+    kills, sandbox_kills, restarts = 0, 0, 0
+    started = time.monotonic()
+    try:
+        with httpx.Client(base_url=web.url, headers={"Authorization": f"Bearer {token}"}, timeout=60) as http:
+            for i in range(args.runs):
+                body = {
+                    "model": "scripted/default",
+                    "messages": [{"role": "system", "content": RUNBOOK}, {"role": "user", "content": f"go {i}"}],
+                    "jetty": {"runbook": True, "async": True, "network": "off", "timeout_s": 120},
+                }
+                response = http.post("/v1/chat/completions", json=body)
+                response.raise_for_status()
+        last_kill = last_sweep = time.monotonic()
+        while time.monotonic() - started < args.timeout:
+            if Run.objects.filter(org=org).exclude(status__in=FINAL_STATUSES).count() == 0:
+                break
+            now = time.monotonic()
+            if now - last_kill > args.kill_every:
+                victim = random.randrange(len(workers))
+                workers[victim].proc.send_signal(signal.SIGKILL)
+                workers[victim].proc.wait()
+                kills += 1
+                workers[victim] = servers.start_celery_worker(env, WORK / f"worker-{victim}-{kills}.log")
+                restarts += 1
+                last_kill = now
+            if random.random() < 0.15:
+                pids = sandbox_pids()
+                if pids:
+                    os.kill(random.choice(pids), signal.SIGKILL)
+                    sandbox_kills += 1
+            if now - last_sweep > 3:
+                sweep_runs()
+                last_sweep = now
+            time.sleep(0.5)
+        # Let the sweeper clear what the last kills left behind.
+        for _ in range(10):
+            sweep_runs()
+            time.sleep(1)
+    finally:
+        for worker in workers:
+            worker.stop()
+        web.stop()
+    runs = Run.objects.filter(org=org, kind="agent")
+    statuses = Counter(runs.values_list("status", flat=True))
+    gaps = doubled = 0
+    for run in runs.annotate(n=Count("events"), top=Max("events__seq")):
+        gaps += run.n != run.top or run.top != run.last_seq
+        finals = run.events.filter(kind="run.state", payload__status__in=sorted(FINAL_STATUSES)).count()
+        doubled += finals != 1
+    retried = Job.objects.filter(run__in=runs, attempts__gt=1).count()
+    leftovers = [p.name for p in (WORK / "sandboxes").iterdir()] if (WORK / "sandboxes").exists() else []
+    report = {
+        "runs": runs.count(),
+        "final": sum(statuses[s] for s in FINAL_STATUSES),
+        "statuses": dict(statuses),
+        "worker_sigkills": kills,
+        "sandbox_kills": sandbox_kills,
+        "runs_retried_after_a_kill": retried,
+        "runs_with_event_gaps": gaps,
+        "runs_without_exactly_one_final_event": doubled,
+        "sandboxes_left_behind": len(leftovers),
+        "seconds": round(time.monotonic() - started, 1),
+        "database": env.get("DATABASE_URL", "sqlite"),
+    }
+    Path(args.out).write_text(json.dumps(report, indent=1))
+    print(json.dumps(report, indent=1))
+
+
+if __name__ == "__main__":
+    main()
