@@ -192,3 +192,17 @@ class ProviderKey(models.Model):
     def masked(self) -> str:
         plain = self.get_key()
         return f"{plain[:3]}…{plain[-4:]}" if len(plain) > 10 else "…"
+
+
+class RateLimitCounter(models.Model):
+    """Requests counted in the current fixed window of one rate-limit key (one row per key, reused each window).
+
+    Used when no Redis is configured: every process (daphne, workers) counts through the database.
+    """
+
+    key = models.CharField(max_length=64, unique=True)
+    window = models.BigIntegerField(help_text="Index of the window: seconds since the epoch // window length")
+    count = models.PositiveIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"{self.key}: {self.count} in window {self.window}"
