@@ -45,9 +45,10 @@ class OrgAdmin(admin.ModelAdmin):
             super().save_formset(request, form, formset, change)
             return
         actor = Actor.of(request)
-        for deleted in formset.deleted_forms:
-            if deleted.instance.pk is not None:
-                actions.record_membership_removed(deleted.instance, actor=actor)
+        removed = [f.instance.pk for f in formset.deleted_forms if f.instance.pk is not None]
+        # As stored, not as the form's data had it: the row records what was removed.
+        for membership in Membership.objects.filter(pk__in=removed).select_related("org", "user"):
+            actions.record_membership_removed(membership, actor=actor)
         previous = {f.instance.pk: f.initial.get("role") for f in formset.initial_forms}
         changed = {f.instance.pk: f.changed_data for f in formset.initial_forms if f.has_changed()}
         memberships = formset.save(commit=False)
@@ -125,7 +126,7 @@ class CollectionAdmin(admin.ModelAdmin):
         deleted_names: dict[bool, list[str]] = {True: [], False: []}
         for deleted in formset.deleted_forms:
             if deleted.instance.pk is not None:
-                deleted_names[deleted.instance.secret].append(deleted.instance.name)
+                deleted_names[bool(deleted.initial.get("secret", True))].append(deleted.initial["name"])
         for variable_form in formset.forms:
             if variable_form in formset.deleted_forms or not variable_form.has_changed():
                 continue
