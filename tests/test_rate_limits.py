@@ -7,10 +7,12 @@ import math
 import shutil
 import subprocess
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import openai
 import pytest
+from django.db import connection
 
 from orgs import ratelimit
 from orgs.models import ApiToken, RateLimitCounter
@@ -119,6 +121,22 @@ def test_the_database_counter_moves_to_each_new_window(db, settings):
     later = ratelimit.hit("k", 2, 10, now=111.0)
     assert later.allowed and later.count == 1 and later.retry_after == 9
     assert RateLimitCounter.objects.get(key="k").window == 11
+
+
+def count_in_a_thread(times: int) -> None:
+    try:
+        for _ in range(times):
+            ratelimit.hit("shared", 1000, 60, now=6000.0)
+    finally:
+        connection.close()  # each thread has its own connection, as each process has
+
+
+@pytest.mark.parametrize("backend", ["database", "redis"])
+def test_no_count_is_lost_when_requests_count_at_once(backend, request, settings, transactional_db):
+    settings.REDIS_URL = request.getfixturevalue("redis_url") if backend == "redis" else ""
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(count_in_a_thread, [25] * 4))
+    assert ratelimit.hit("shared", 1000, 60, now=6000.0).count == 4 * 25 + 1
 
 
 def test_retry_after_counts_whole_seconds_to_the_end_of_the_window():
