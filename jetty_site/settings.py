@@ -229,6 +229,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "orgs.api_errors.drf_exception_handler",
+    "DEFAULT_THROTTLE_CLASSES": ["orgs.throttling.TokenRateThrottle"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser", "rest_framework.parsers.MultiPartParser"],
     "UNAUTHENTICATED_USER": None,
@@ -257,6 +258,12 @@ JETTY_RECORD_FLUSH_S = env_float("JETTY_RECORD_FLUSH_S", 0.2)
 JETTY_REDACT_MIN_CHARS = env_int("JETTY_REDACT_MIN_CHARS", 1024)
 # How long a process may reuse a token/model resolution: revocations take effect within this many seconds.
 JETTY_AUTH_CACHE_S = env_float("JETTY_AUTH_CACHE_S", 5.0)
+# Requests per API token per window, counted across the API and the gateway in every process (Redis when
+# REDIS_URL is set, the database otherwise); 0 turns the limit off. Over it: 429 with Retry-After.
+JETTY_RATE_LIMIT_REQUESTS = env_int("JETTY_RATE_LIMIT_REQUESTS", 600)
+JETTY_RATE_LIMIT_WINDOW_S = env_float("JETTY_RATE_LIMIT_WINDOW_S", 60.0)
+if JETTY_RATE_LIMIT_REQUESTS < 0 or JETTY_RATE_LIMIT_WINDOW_S <= 0:
+    raise ImproperlyConfigured("JETTY_RATE_LIMIT_REQUESTS must be 0 or more and JETTY_RATE_LIMIT_WINDOW_S above 0")
 
 LOGIN_URL = "/login/"
 LOGIN_REDIRECT_URL = "/runs/"

@@ -192,3 +192,67 @@ class ProviderKey(models.Model):
     def masked(self) -> str:
         plain = self.get_key()
         return f"{plain[:3]}…{plain[-4:]}" if len(plain) > 10 else "…"
+
+
+class RateLimitCounter(models.Model):
+    """Requests counted in the current fixed window of one rate-limit key (one row per key, reused each window).
+
+    Used when no Redis is configured: every process (daphne, workers) counts through the database.
+    """
+
+    key = models.CharField(max_length=64, unique=True)
+    window = models.BigIntegerField(help_text="Index of the window: seconds since the epoch // window length")
+    count = models.PositiveIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"{self.key}: {self.count} in window {self.window}"
+
+
+class AuditAction(models.TextChoices):
+    ORG_CREATED = "org.created"
+    ORG_CHANGED = "org.changed"
+    ORG_DELETED = "org.deleted"
+    MEMBERSHIP_ADDED = "membership.added"
+    MEMBERSHIP_CHANGED = "membership.changed"
+    MEMBERSHIP_REMOVED = "membership.removed"
+    TOKEN_CREATED = "token.created"
+    TOKEN_CHANGED = "token.changed"
+    TOKEN_REVOKED = "token.revoked"
+    TOKEN_DELETED = "token.deleted"
+    PROVIDER_KEY_CREATED = "provider_key.created"
+    PROVIDER_KEY_CHANGED = "provider_key.changed"
+    PROVIDER_KEY_DELETED = "provider_key.deleted"
+    ENVIRONMENT_CHANGED = "collection.environment_changed"
+
+
+class AuditEventQuerySet(models.QuerySet["AuditEvent"]):
+    def for_org(self, org: Org) -> AuditEventQuerySet:
+        return self.filter(org=org)
+
+
+class AuditEvent(models.Model):
+    """Who did what to an org's members, tokens, provider keys and secrets. Never holds a secret's value: details
+    name what changed (fields, variable names), not the values."""
+
+    org = models.ForeignKey(Org, null=True, blank=True, on_delete=models.SET_NULL, related_name="audit_events")
+    org_name = models.CharField(max_length=100, blank=True, help_text="Kept when the org is deleted.")
+    actor_user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    actor = models.CharField(max_length=200, help_text="user <name>, token <prefix>…, command <name> or system")
+    action = models.CharField(max_length=40, choices=AuditAction.choices)
+    target_type = models.CharField(max_length=50)
+    target_id = models.CharField(max_length=64, blank=True)
+    target_repr = models.CharField(max_length=200, blank=True)
+    details = models.JSONField(default=dict, blank=True)
+    ip = models.GenericIPAddressField(null=True, blank=True)
+    created = models.DateTimeField(default=timezone.now, db_index=True)
+
+    objects = AuditEventQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created", "-id"]
+        indexes = [models.Index(fields=["org", "-created"], name="audit_org_created")]
+
+    def __str__(self) -> str:
+        return f"{self.actor} {self.action} {self.target_type} {self.target_repr}"

@@ -18,8 +18,9 @@ from rest_framework.decorators import api_view
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from orgs import crypto
+from orgs.actions import update_environment
 from orgs.api_errors import ApiError, invalid, json_object
+from orgs.audit import Actor
 from orgs.auth import principal_of
 from orgs.models import Collection, CollectionVariable
 from trajectories.models import FINAL_STATUSES, Run
@@ -148,16 +149,7 @@ def collection_environment(request: Request, name: str) -> Response:
                 if value is not None and (not isinstance(value, str) or len(value) > 65536):
                     raise invalid(f"`{field}.{key}` must be a string (at most 64 KiB) or null", f"{field}.{key}")
                 changes.append((key, value, secret))
-        with transaction.atomic():
-            for key, value, secret in changes:
-                if value is None:
-                    CollectionVariable.objects.filter(collection=collection, name=key, secret=secret).delete()
-                else:
-                    CollectionVariable.objects.update_or_create(
-                        collection=collection,
-                        name=key,
-                        defaults={"secret": secret, "value_encrypted": crypto.encrypt(value)},
-                    )
+        update_environment(collection, changes, actor=Actor.of(request))
     return Response(environment_json(collection))
 
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import litellm
 from django.db import InterfaceError, OperationalError, close_old_connections
 
+from orgs import ratelimit
 from orgs.api_errors import ApiError
 from orgs.auth import Principal, principal_for
 from orgs.models import Collection, ProviderKey, hash_token
@@ -117,6 +118,18 @@ def resolve(
             if attempt == 2:
                 raise
     raise AssertionError("unreachable")
+
+
+def admit(principal: Principal) -> None:
+    """Count a gateway request against its token's rate limit (ApiError 429 over it)."""
+    for attempt in (1, 2):
+        try:
+            ratelimit.enforce(principal)
+            return
+        except (OperationalError, InterfaceError):
+            close_old_connections()  # as in resolve(): the gateway notices a dropped connection itself
+            if attempt == 2:
+                raise
 
 
 def any_principal(plain_token: str | None) -> Principal | None:

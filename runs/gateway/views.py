@@ -9,7 +9,7 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 
 from orgs.api_errors import ApiError, parse_json_body
-from orgs.auth import bearer_value
+from orgs.auth import Principal, bearer_value
 
 from . import agent_mode, replay, routing
 from .calls import Call, ChatRequest
@@ -22,6 +22,14 @@ logger = logging.getLogger(__name__)
 
 _resolve = sync_to_async(routing.resolve, thread_sensitive=True)
 _cache = routing.ResolutionCache(settings.JETTY_AUTH_CACHE_S)
+_admit = sync_to_async(routing.admit, thread_sensitive=True)
+
+
+async def admit(principal: Principal) -> None:
+    """Count the request against its token's rate limit (ApiError 429 over it). Every gateway request passes here
+    once its caller is known, cached resolution or not."""
+    if settings.JETTY_RATE_LIMIT_REQUESTS > 0 and principal.token is not None:
+        await _admit(principal)
 
 
 async def resolve(token: str, request: ChatRequest) -> tuple[routing.Caller, routing.Route]:
@@ -31,6 +39,7 @@ async def resolve(token: str, request: ChatRequest) -> tuple[routing.Caller, rou
         found = await _resolve(token, request.model, request.collection, settings.JETTY_GATEWAY_DIRECT)
         if found[0].principal.run_id is None:  # a run token must die with its run: never cached
             _cache.put(key, found)
+    await admit(found[0].principal)
     return found
 
 
@@ -194,6 +203,7 @@ async def models(exchange: Exchange) -> None:
         principal = await _principal(_token(exchange))
         if principal is None:
             raise ApiError(401, "Incorrect API key provided, or it was revoked or has expired.", code="invalid_api_key")
+        await admit(principal)
         listing = await _models_for(principal)
         path = exchange.scope["path"]
         if path.startswith("/v1/models/"):

@@ -1,6 +1,7 @@
 from django.core.management.base import BaseCommand, CommandError
 
 from orgs.actions import create_org
+from orgs.audit import Actor
 from orgs.models import Org
 
 
@@ -20,6 +21,6 @@ class Command(BaseCommand):
                 self.stdout.write(existing.public_id)
                 return
             raise CommandError(f"An org named {name!r} already exists")
-        org = create_org(name, owner, password)
+        org = create_org(name, owner, password, actor=Actor.command("createorg"))
         self.stdout.write(f"Created org {org.name}")
         self.stdout.write(org.public_id)

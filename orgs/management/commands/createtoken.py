@@ -4,6 +4,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
 from orgs.actions import create_token
+from orgs.audit import Actor
 from orgs.models import Collection, Org
 
 
@@ -26,7 +27,9 @@ class Command(BaseCommand):
             if scope is None:
                 raise CommandError(f"No collection {collection!r} in {found.name}")
         expires = timezone.now() + timedelta(days=expires_days) if expires_days else None
-        token, plain = create_token(found, name=name, collection=scope, expires_at=expires)
+        token, plain = create_token(
+            found, name=name, collection=scope, expires_at=expires, actor=Actor.command("createtoken")
+        )
         self.stdout.write(
             f"Created token {token.prefix}… for {found.name}" + (f" (collection {scope.name})" if scope else "")
         )

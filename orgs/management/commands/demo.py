@@ -16,6 +16,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
 from orgs.actions import create_org, create_token
+from orgs.audit import Actor
 from orgs.auth import principal_for
 from orgs.models import Membership, Org, Role
 
@@ -72,12 +73,12 @@ class Command(BaseCommand):
         user.is_staff = user.is_superuser = True
         user.set_password(password)
         user.save()
-        org = Org.objects.filter(name=ORG).first() or create_org(ORG)
+        org = Org.objects.filter(name=ORG).first() or create_org(ORG, actor=Actor.command("demo"))
         Membership.objects.get_or_create(org=org, user=user, defaults={"role": Role.OWNER})
         token_file = Path(settings.VAR_DIR) / "demo-token"
         plain = token_file.read_text().strip() if token_file.exists() else ""
         if principal_for(plain) is None:
-            _, plain = create_token(org, name="demo", created_by=user)
+            _, plain = create_token(org, name="demo", created_by=user, actor=Actor.command("demo"))
             token_file.write_text(plain)
             token_file.chmod(0o600)
         values = {
