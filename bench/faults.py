@@ -30,6 +30,7 @@ WORK = Path(tempfile.mkdtemp(prefix="jetty-bench-faults-", dir=ROOT / "var"))
 os.environ.setdefault("JETTY_VAR_DIR", str(WORK))
 os.environ["JETTY_SANDBOX_ROOT"] = str(WORK / "sandboxes")
 os.environ["JETTY_RUN_STALLED_S"] = "6"
+os.environ["JETTY_QUEUED_RESEND_S"] = "20"  # a queue lost with Redis is sent again after 20 s, not 10 minutes
 os.environ["JETTY_SANDBOX_BACKEND"] = "bubblewrap"
 
 import django  # noqa: E402
@@ -76,11 +77,39 @@ def sandbox_pids() -> list[int]:
     return [int(p) for p in found.stdout.split()]
 
 
+def restart_redis() -> None:
+    subprocess.run(["redis-cli", "-h", "127.0.0.1", "shutdown", "nosave"], capture_output=True)
+    time.sleep(1)
+    subprocess.run(
+        [
+            "redis-server",
+            "--daemonize",
+            "yes",
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            "6379",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ],
+        check=True,
+        capture_output=True,
+    )
+
+
+def restart_postgres() -> None:
+    version = sorted(os.listdir("/etc/postgresql"))[-1]
+    subprocess.run(["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "restart"], check=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=40)
     parser.add_argument("--kill-every", type=float, default=12, help="seconds between worker SIGKILLs")
     parser.add_argument("--timeout", type=float, default=600)
+    parser.add_argument("--restart-services", action="store_true", help="restart Redis and PostgreSQL mid-load")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "faults.json"))
     args = parser.parse_args()
     call_command("migrate", verbosity=0)
@@ -95,6 +124,7 @@ def main() -> None:
     web = servers.start_daphne(env, WORK / "web.log", port)
     workers = [servers.start_celery_worker(env, WORK / f"worker-{i}.log") for i in range(2)]
     kills, sandbox_kills, restarts = 0, 0, 0
+    service_restarts: list[str] = []
     started = time.monotonic()
     try:
         with httpx.Client(base_url=web.url, headers={"Authorization": f"Bearer {token}"}, timeout=60) as http:
@@ -124,8 +154,20 @@ def main() -> None:
                 if pids:
                     os.kill(random.choice(pids), signal.SIGKILL)
                     sandbox_kills += 1
+            if args.restart_services and not service_restarts and now - started > 15:
+                restart_redis()
+                service_restarts.append(f"redis at {now - started:.0f} s")
+            if args.restart_services and len(service_restarts) == 1 and now - started > 30:
+                restart_postgres()
+                service_restarts.append(f"postgresql at {now - started:.0f} s")
             if now - last_sweep > 3:
-                sweep_runs()
+                try:
+                    sweep_runs()
+                except Exception as exc:  # the database may be restarting: the next sweep will do
+                    print(f"sweep failed: {exc}", file=sys.stderr)
+                    from django.db import connection
+
+                    connection.close()
                 last_sweep = now
             time.sleep(0.5)
         # Let the sweeper clear what the last kills left behind.
@@ -151,6 +193,7 @@ def main() -> None:
         "statuses": dict(statuses),
         "worker_sigkills": kills,
         "sandbox_kills": sandbox_kills,
+        "service_restarts": service_restarts,
         "runs_retried_after_a_kill": retried,
         "runs_with_event_gaps": gaps,
         "runs_without_exactly_one_final_event": doubled,

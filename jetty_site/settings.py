@@ -295,6 +295,8 @@ JETTY_AGENTS_DIR = env_str("JETTY_AGENTS_DIR", "/opt/jetty/agents")
 JETTY_GENERIC_AGENTS: dict = json.loads(os.environ.get("JETTY_GENERIC_AGENTS") or "{}")
 # A running agent run whose worker has not sent a heartbeat for this long is handed to another worker.
 JETTY_RUN_STALLED_S = env_float("JETTY_RUN_STALLED_S", 60.0)
+# How long a run may sit queued before the sweeper sends its message again (the broker may have lost it).
+JETTY_QUEUED_RESEND_S = env_float("JETTY_QUEUED_RESEND_S", 600.0)
 # How long `POST /api/v1/run-sync/…` waits for the run to end before answering 202 with its current state.
 JETTY_RUN_SYNC_WAIT_S = env_float("JETTY_RUN_SYNC_WAIT_S", 900.0)
 # Fault injection for the crash tests: a worker SIGKILLs itself right after this workflow step has finished.

@@ -6,6 +6,7 @@ import logging
 from datetime import timedelta
 
 from celery import shared_task
+from django.conf import settings
 from django.utils import timezone
 
 from trajectories.actions import move_run
@@ -56,7 +57,10 @@ def sweep_runs() -> int:
     """Hand stalled runs (a worker died) and forgotten queued runs (a message lost) back to the queue."""
     now = timezone.now()
     stalled = Job.objects.filter(run__status=RunStatus.RUNNING, heartbeat_at__lt=now - Job.stalled_after())
-    forgotten = Job.objects.filter(run__status=RunStatus.QUEUED, run__created__lt=now - timedelta(minutes=10))
+    # A queued run's message can be lost with the broker (a Redis restart without persistence): after this long
+    # in the queue it is sent again. A duplicate is harmless (claiming a run is a database transaction).
+    waited = timedelta(seconds=settings.JETTY_QUEUED_RESEND_S)
+    forgotten = Job.objects.filter(run__status=RunStatus.QUEUED, run__created__lt=now - waited)
     ids = set(stalled.values_list("run_id", flat=True)) | set(forgotten.values_list("run_id", flat=True))
     for run_id in ids:
         execute_run.delay(run_id)
