@@ -172,6 +172,20 @@ def _no_constant(name: str) -> None:
     raise ValueError(f"{name} is not valid JSON")
 
 
+MAX_JSON_DEPTH = 128
+
+
+def _deeper_than(value: Any, limit: int) -> bool:
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else ()
+        if children and depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
+    return False
+
+
 def load_json(raw: bytes | str, what: str = "the JSON body of your request") -> Any:
     """Parse JSON from a client: any defect is a 400, never an internal error further on."""
     try:
@@ -179,7 +193,9 @@ def load_json(raw: bytes | str, what: str = "the JSON body of your request") -> 
     except (ValueError, UnicodeDecodeError) as exc:
         raise ApiError(400, f"We could not parse {what}: {exc}", code="invalid_json")
     except RecursionError:
-        raise ApiError(400, f"We could not parse {what}: it is nested too deeply", code="invalid_json")
+        raise ApiError(400, f"We could not parse {what}: it nests deeper than {MAX_JSON_DEPTH}", code="invalid_json")
+    if _deeper_than(value, MAX_JSON_DEPTH):  # what parses may still be too deep for the code that walks it
+        raise ApiError(400, f"We could not parse {what}: it nests deeper than {MAX_JSON_DEPTH}", code="invalid_json")
     text = raw.encode("utf-8", "surrogatepass") if isinstance(raw, str) else raw
     if _SURROGATE_ESCAPE.search(text):
         try:
