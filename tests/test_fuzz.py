@@ -35,7 +35,7 @@ from tests.factories import REVIEW_CRITERIA, STORED_RUNBOOK, make_rubric, make_r
 SCHEMA_PATH = "/api/schema?format=json"
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
 # Generated cases per operation and mode; hypothesis stops early once an operation has nothing new to vary.
-EXAMPLES = 12
+EXAMPLES = 20
 MIN_CASES = 1000
 SEED = int(os.environ.get("JETTY_FUZZ_SEED", "20261129"))
 TIMEOUT_S = 20
@@ -300,3 +300,13 @@ def test_json_the_parser_takes_but_nested_too_deep_for_the_code_is_refused(jetty
     assert post_raw(jetty, alice.token, path, body_for(path, ok))[0] < 500
     status, body = post_raw(jetty, alice.token, path, body_for(path, b"[" * 900 + b"]" * 900))
     assert status == 400 and body["error"]["code"] == "invalid_json", body
+
+
+def test_otlp_headers_http_cannot_carry_are_refused_before_anything_is_sent(jetty, alice, collector):
+    run = make_run(alice.org)
+    url = f"{jetty.url}/api/v1/runs/{run.public_id}/export/otlp"
+    for headers in ({"x-tenant": "acme\r\nx-injected: 1"}, {"x tenant": "acme"}, {"x-tenant": "acme\x00"}):
+        response = requests.post(url, json={"endpoint": collector, "headers": headers}, headers=auth(alice.token))
+        assert response.status_code == 400 and response.json()["error"]["param"] == "headers", response.text
+    good = requests.post(url, json={"endpoint": collector, "headers": {"x-tenant": "acme"}}, headers=auth(alice.token))
+    assert good.status_code == 200, good.text
