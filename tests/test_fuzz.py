@@ -36,6 +36,7 @@ SCHEMA_PATH = "/api/schema?format=json"
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
 # Generated cases per operation and mode; hypothesis stops early once an operation has nothing new to vary.
 EXAMPLES = 20
+OUTSIDER_EXAMPLES = 5
 MIN_CASES = 1000
 SEED = int(os.environ.get("JETTY_FUZZ_SEED", "20261129"))
 TIMEOUT_S = 20
@@ -93,7 +94,14 @@ class Fuzz:
         self.failures: dict[tuple[str, str], str] = {}
         self.refused = 0
 
-    def run(self, operation: Any, mode: GenerationMode, examples: int, path_parameters: dict | None = None) -> None:
+    def run(
+        self,
+        operation: Any,
+        mode: GenerationMode,
+        examples: int,
+        path_parameters: dict | None = None,
+        outsider: bool = False,
+    ) -> None:
         label = operation.label
 
         @seed(SEED)
@@ -107,14 +115,14 @@ class Fuzz:
         )
         @given(operation.as_strategy(generation_mode=mode, path_parameters=path_parameters))
         def send(case: Any) -> None:
-            self.send(label, case)
+            self.send(label, case, outsider)
 
         try:
             send()
         except (Unsatisfiable, SerializationNotPossible):
             pass  # nothing (more) of this mode can be made for the operation: the other mode still covers it
 
-    def send(self, label: str, case: Any) -> None:
+    def send(self, label: str, case: Any, outsider: bool = False) -> None:
         self.cases[label] += 1
         if label == OTLP_EXPORT and isinstance(case.body, dict) and "endpoint" in case.body:
             case.body["endpoint"] = self.collector  # not some random host on the internet
@@ -126,6 +134,9 @@ class Fuzz:
         if refused_by_twisted(case, response):
             self.refused += 1
             return
+        if outsider and response.status_code < 400:
+            curl = case.as_curl_command(headers=self.headers, base_url=self.base_url)
+            self.failures.setdefault((label, "another org's run answered"), f"{response.status_code}\n    {curl}")
         try:
             case.validate_response(response, checks=CHECKS, headers=self.headers)
         except FailureGroup as group:
@@ -173,7 +184,7 @@ NOT_WITH_KNOWN_PARAMETERS = {"POST /api/v1/run-sync/{name}/{task}"}
 
 
 @pytest.mark.slow
-def test_fuzzing_every_operation_finds_no_server_error_and_no_answer_outside_the_schema(jetty, alice, collector):
+def test_fuzzing_every_operation_finds_no_server_error_and_no_answer_outside_the_schema(jetty, alice, bob, collector):
     started = time.monotonic()
     schema = schemathesis.openapi.from_url(f"{jetty.url}{SCHEMA_PATH}", headers=auth(alice.token), timeout=30)
     operations = [result.ok() for result in schema.get_all_operations()]
@@ -190,6 +201,11 @@ def test_fuzzing_every_operation_finds_no_server_error_and_no_answer_outside_the
         if parameters and operation.label not in NOT_WITH_KNOWN_PARAMETERS:
             for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
                 fuzz.run(operation, mode, FEWER_EXAMPLES.get(operation.label, EXAMPLES), parameters)
+    # Another org's run, under every operation on runs: never anything but an error (a 404 once the body is valid).
+    theirs = make_run(bob.org).public_id
+    for operation in operations:
+        if operation.path.startswith("/api/v1/runs/{public_id}"):
+            fuzz.run(operation, GenerationMode.POSITIVE, OUTSIDER_EXAMPLES, {"public_id": theirs}, outsider=True)
     elapsed = time.monotonic() - started
     total = sum(fuzz.cases.values())
     print(f"fuzz: {total} cases, {len(operations)} operations, {elapsed:.0f}s; {fuzz.refused} refused by Twisted")
@@ -306,7 +322,9 @@ def test_otlp_headers_http_cannot_carry_are_refused_before_anything_is_sent(jett
     run = make_run(alice.org)
     url = f"{jetty.url}/api/v1/runs/{run.public_id}/export/otlp"
     for headers in ({"x-tenant": "acme\r\nx-injected: 1"}, {"x tenant": "acme"}, {"x-tenant": "acme\x00"}):
-        response = requests.post(url, json={"endpoint": collector, "headers": headers}, headers=auth(alice.token))
+        body = {"endpoint": collector, "headers": headers}
+        response = requests.post(url, json=body, headers=auth(alice.token), timeout=30)
         assert response.status_code == 400 and response.json()["error"]["param"] == "headers", response.text
-    good = requests.post(url, json={"endpoint": collector, "headers": {"x-tenant": "acme"}}, headers=auth(alice.token))
+    body = {"endpoint": collector, "headers": {"x-tenant": "acme"}}
+    good = requests.post(url, json=body, headers=auth(alice.token), timeout=30)
     assert good.status_code == 200, good.text
