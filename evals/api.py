@@ -75,7 +75,10 @@ def rubric_json(rubric: Rubric) -> dict[str, Any]:
     }
 
 
-@extend_schema(request=OpenApiTypes.OBJECT, responses=OpenApiTypes.OBJECT, operation_id="rubrics")
+@extend_schema(methods=["GET"], responses=OpenApiTypes.OBJECT, operation_id="rubrics")
+@extend_schema(
+    methods=["POST"], request=OpenApiTypes.OBJECT, responses={201: OpenApiTypes.OBJECT}, operation_id="rubrics"
+)
 @api_view(["GET", "POST"])
 def rubrics(request: Request) -> Response:
     """List rubrics, or define one: `{"name", "criteria": [{name, description, weight, anchors}], "pass_threshold",
@@ -176,7 +179,10 @@ def dataset_json(dataset: Dataset, items: bool = False) -> dict[str, Any]:
     return data
 
 
-@extend_schema(request=OpenApiTypes.OBJECT, responses=OpenApiTypes.OBJECT, operation_id="datasets")
+@extend_schema(methods=["GET"], responses=OpenApiTypes.OBJECT, operation_id="datasets")
+@extend_schema(
+    methods=["POST"], request=OpenApiTypes.OBJECT, responses={201: OpenApiTypes.OBJECT}, operation_id="datasets"
+)
 @api_view(["GET", "POST"])
 def datasets(request: Request) -> Response:
     """List datasets, or create one: `{"name", "items": [{"key", "inputs", "file_paths", "expected"}]}`."""
@@ -264,7 +270,10 @@ def experiment_json(experiment: Experiment) -> dict[str, Any]:
     }
 
 
-@extend_schema(request=OpenApiTypes.OBJECT, responses=OpenApiTypes.OBJECT, operation_id="experiments")
+@extend_schema(methods=["GET"], responses=OpenApiTypes.OBJECT, operation_id="experiments")
+@extend_schema(
+    methods=["POST"], request=OpenApiTypes.OBJECT, responses={201: OpenApiTypes.OBJECT}, operation_id="experiments"
+)
 @api_view(["GET", "POST"])
 def experiments(request: Request) -> Response:
     """List experiments, or start one: `{"task": "collection/task", "dataset", "models": [...], "repeats",
@@ -409,7 +418,7 @@ def hill_climb_json(climb: HillClimb) -> dict[str, Any]:
     }
 
 
-@extend_schema(request=OpenApiTypes.OBJECT, responses=OpenApiTypes.OBJECT, operation_id="hill_climbs")
+@extend_schema(request=OpenApiTypes.OBJECT, responses={201: OpenApiTypes.OBJECT}, operation_id="hill_climbs")
 @api_view(["POST"])
 def hill_climbs(request: Request) -> Response:
     """Start hill-climbing a runbook task: `{"task", "rubric", "judge_model", "reviser_model", "model"?,

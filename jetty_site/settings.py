@@ -231,7 +231,7 @@ REST_FRAMEWORK = {
     "EXCEPTION_HANDLER": "orgs.api_errors.drf_exception_handler",
     "DEFAULT_THROTTLE_CLASSES": ["orgs.throttling.TokenRateThrottle"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser", "rest_framework.parsers.MultiPartParser"],
+    "DEFAULT_PARSER_CLASSES": ["orgs.api_errors.JSONParser", "rest_framework.parsers.MultiPartParser"],
     "UNAUTHENTICATED_USER": None,
 }
 SPECTACULAR_SETTINGS = {
@@ -245,6 +245,7 @@ SPECTACULAR_SETTINGS = {
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "runs.gateway.openapi.add_gateway_paths",
+        "orgs.api_errors.add_error_responses",
     ],
 }
 

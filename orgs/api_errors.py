@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from typing import Any
 
+from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from rest_framework import exceptions as drf_exceptions
+from rest_framework.parsers import BaseParser
 from rest_framework.response import Response
-from rest_framework.views import exception_handler
 
 logger = logging.getLogger(__name__)
 
@@ -111,6 +113,9 @@ def _drf_message(detail: Any) -> tuple[str, str | None]:
 
 
 def drf_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    # Imported here: DRF's views read DEFAULT_PARSER_CLASSES, which names this module, as they load.
+    from rest_framework.views import exception_handler
+
     if isinstance(exc, ApiError):
         return Response(exc.body(), status=exc.status, headers=exc.headers)
     response = exception_handler(exc, context)
@@ -159,11 +164,85 @@ def _is_json(response: HttpResponse) -> bool:
     return response.get("Content-Type", "").startswith("application/json")
 
 
-def parse_json_body(raw: bytes) -> dict[str, Any]:
+# A JSON string escape of a UTF-16 surrogate; json.loads pairs them up, and any left alone cannot be stored or sent.
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
+def _no_constant(name: str) -> None:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+MAX_JSON_DEPTH = 128
+
+
+def _deeper_than(value: Any, limit: int) -> bool:
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else ()
+        if children and depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
+    return False
+
+
+def load_json(raw: bytes | str, what: str = "the JSON body of your request") -> Any:
+    """Parse JSON from a client: any defect is a 400, never an internal error further on."""
     try:
-        body = json.loads(raw)
+        value = json.loads(raw, parse_constant=_no_constant)
     except (ValueError, UnicodeDecodeError) as exc:
-        raise ApiError(400, f"We could not parse the JSON body of your request: {exc}", code="invalid_json")
+        raise ApiError(400, f"We could not parse {what}: {exc}", code="invalid_json")
+    except RecursionError:
+        raise ApiError(400, f"We could not parse {what}: it nests deeper than {MAX_JSON_DEPTH}", code="invalid_json")
+    if _deeper_than(value, MAX_JSON_DEPTH):  # what parses may still be too deep for the code that walks it
+        raise ApiError(400, f"We could not parse {what}: it nests deeper than {MAX_JSON_DEPTH}", code="invalid_json")
+    text = raw.encode("utf-8", "surrogatepass") if isinstance(raw, str) else raw
+    if _SURROGATE_ESCAPE.search(text):
+        try:
+            json.dumps(value, ensure_ascii=False).encode()
+        except UnicodeEncodeError:
+            raise ApiError(400, f"We could not parse {what}: it holds a lone UTF-16 surrogate", code="invalid_json")
+    return value
+
+
+def parse_json_body(raw: bytes) -> dict[str, Any]:
+    body = load_json(raw)
     if not isinstance(body, dict):
         raise ApiError(400, "The request body must be a JSON object", code="invalid_json")
     return body
+
+
+class JSONParser(BaseParser):
+    """DRF's JSON bodies, held to the gateway's size limit and parsed as strictly as its own."""
+
+    media_type = "application/json"
+
+    def parse(self, stream: Any, media_type: str | None = None, parser_context: Any = None) -> Any:
+        limit = settings.JETTY_MAX_BODY_BYTES
+        raw = stream.read(limit + 1) if stream is not None else b""
+        if len(raw) > limit:
+            raise ApiError(413, f"Request body is larger than the limit of {limit} bytes", code="request_too_large")
+        return load_json(raw)
+
+
+# The errors any API operation may answer with, and those only a request with a body may.
+EVERY_OPERATION_ERRORS = {
+    400: "Invalid request",
+    401: "Missing, wrong or revoked API key",
+    403: "Not allowed for this token",
+    404: "Not found (or another organisation's)",
+}
+BODY_ERRORS = {409: "Conflicts with what exists", 413: "Body over the size limit", 415: "Unsupported media type"}
+
+
+def add_error_responses(result: dict[str, Any], generator: Any, request: Any, public: bool) -> dict[str, Any]:
+    """drf-spectacular hook: document the OpenAI-shaped errors every operation can answer with."""
+    content = {"application/json": {"schema": {"$ref": "#/components/schemas/OpenAIError"}}}
+    for operations in result.get("paths", {}).values():
+        for method, operation in operations.items():
+            if not isinstance(operation, dict) or "responses" not in operation:
+                continue
+            errors = EVERY_OPERATION_ERRORS | (BODY_ERRORS if method in ("post", "put", "patch") else {})
+            for code, description in errors.items():
+                operation["responses"].setdefault(str(code), {"description": description, "content": content})
+    return result

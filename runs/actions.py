@@ -114,10 +114,12 @@ def start_agent_run(
 def cancel_run(run: Run) -> Run:
     """Cancel a run: at once if it has not started, else by asking its worker to kill the sandbox."""
     with transaction.atomic():
-        job = Job.objects.select_for_update().get(run=run)
+        job = Job.objects.select_for_update().filter(run=run).first()
         run.refresh_from_db()
         if run.status in FINAL_STATUSES:
             return run
+        if job is None:  # a model call passing through, or a run recorded elsewhere: nothing here executes it
+            raise ApiError(409, "Only runs Jetty executes can be cancelled", code="not_cancellable")
         job.cancel_requested = True
         job.save(update_fields=["cancel_requested"])
         if run.status == RunStatus.QUEUED:

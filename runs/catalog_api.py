@@ -73,7 +73,10 @@ def collection_json(collection: Collection) -> dict[str, Any]:
     }
 
 
-@extend_schema(request=OpenApiTypes.OBJECT, responses=OpenApiTypes.OBJECT, operation_id="collections")
+@extend_schema(methods=["GET"], responses=OpenApiTypes.OBJECT, operation_id="collections")
+@extend_schema(
+    methods=["POST"], request=OpenApiTypes.OBJECT, responses={201: OpenApiTypes.OBJECT}, operation_id="collections"
+)
 @api_view(["GET", "POST"])
 def collections(request: Request) -> Response:
     """List the collections you can see, or create one (`{"name", "description"}`)."""
@@ -216,7 +219,10 @@ def task_json(task: Task, content: bool = False) -> dict[str, Any]:
     return data
 
 
-@extend_schema(request=OpenApiTypes.OBJECT, responses=OpenApiTypes.OBJECT, operation_id="collection_tasks")
+@extend_schema(methods=["GET"], responses=OpenApiTypes.OBJECT, operation_id="collection_tasks")
+@extend_schema(
+    methods=["POST"], request=OpenApiTypes.OBJECT, responses={201: OpenApiTypes.OBJECT}, operation_id="collection_tasks"
+)
 @api_view(["GET", "POST"])
 def tasks(request: Request, name: str) -> Response:
     """List a collection's tasks, or push a version of one: `{"name", "runbook"}` or `{"name", "workflow"}`, with
@@ -397,7 +403,9 @@ def run_task(request: Request, name: str, task: str) -> Response:
     return Response({"object": "jetty.run", **run_summary(run)}, status=202)
 
 
-@extend_schema(request=RUN_REQUEST, responses=OpenApiTypes.OBJECT, operation_id="run_task_sync")
+@extend_schema(
+    request=RUN_REQUEST, responses={200: OpenApiTypes.OBJECT, 202: OpenApiTypes.OBJECT}, operation_id="run_task_sync"
+)
 @api_view(["POST"])
 def run_task_sync(request: Request, name: str, task: str) -> Response:
     """Start a run of a stored task and answer when it has ended (or with its current state after the wait)."""
@@ -509,7 +517,10 @@ def routine_fields(body: dict[str, Any], partial: bool) -> dict[str, Any]:
     return fields
 
 
-@extend_schema(request=OpenApiTypes.OBJECT, responses=OpenApiTypes.OBJECT, operation_id="task_routines")
+@extend_schema(methods=["GET"], responses=OpenApiTypes.OBJECT, operation_id="task_routines")
+@extend_schema(
+    methods=["POST"], request=OpenApiTypes.OBJECT, responses={201: OpenApiTypes.OBJECT}, operation_id="task_routines"
+)
 @api_view(["GET", "POST"])
 def task_routines(request: Request, name: str, task: str) -> Response:
     """A task's routines, or a new one: `{"cadence": "hourly|daily|weekdays|weekly", "minute", "hour", "weekday",
@@ -546,7 +557,9 @@ def routine_detail(request: Request, public_id: str) -> Response:
     return Response(routine_json(routine))
 
 
-@extend_schema(request=None, responses=OpenApiTypes.OBJECT, operation_id="routine_action")
+@extend_schema(
+    request=None, responses={200: OpenApiTypes.OBJECT, 202: OpenApiTypes.OBJECT}, operation_id="routine_action"
+)
 @api_view(["POST"])
 def routine_action(request: Request, public_id: str, action: str) -> Response:
     """`pause`, `resume` (from the next scheduled time after now) or `run` (at once, besides the schedule)."""

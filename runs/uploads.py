@@ -77,6 +77,10 @@ def store_uploads(org: Org, files: list[UploadedFile], purpose: str = "assistant
             entries.append((name, data))
     if not entries:
         raise ApiError(400, "No files were sent (multipart field `files`)", code="missing_files", param="files")
+    paths = [path for path, _ in entries]
+    if len(set(paths)) < len(paths):
+        twice = next(path for path in paths if paths.count(path) > 1)
+        raise ApiError(400, f"Two files have the path {twice}", code="duplicate_path", param="files")
     made: list[Upload] = []
     with transaction.atomic():
         for path, data in entries:

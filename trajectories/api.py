@@ -18,7 +18,7 @@ from orgs.auth import principal_of
 
 from .actions import record_label, remove_label
 from .models import Label, LabelSource, Run, RunStatus
-from .serializers import EventPageSerializer, EventSerializer, RunSerializer
+from .serializers import EventPageSerializer, EventSerializer, RunPageSerializer, RunSerializer
 
 MAX_EVENTS_PAGE = 500
 
@@ -52,7 +52,7 @@ RUN_FILTERS = [
 ]
 
 
-@extend_schema(parameters=RUN_FILTERS, responses=RunSerializer(many=True), operation_id="runs_list")
+@extend_schema(parameters=RUN_FILTERS, responses=RunPageSerializer, operation_id="runs_list")
 @api_view(["GET"])
 def run_list(request: Request) -> Response:
     runs = Run.objects.for_principal(request.user).select_related("org", "collection")
@@ -119,7 +119,11 @@ class ArtifactSerializer(serializers.Serializer):
     url = serializers.CharField()
 
 
-@extend_schema(responses=ArtifactSerializer(many=True), operation_id="runs_artifacts_list")
+class ArtifactListSerializer(serializers.Serializer):
+    data = ArtifactSerializer(many=True)  # type: ignore[assignment]
+
+
+@extend_schema(responses=ArtifactListSerializer, operation_id="runs_artifacts_list")
 @api_view(["GET"])
 def run_artifacts(request: Request, public_id: str) -> Response:
     run = get_run_for(request, public_id)
@@ -178,7 +182,10 @@ def label_json(label: Label) -> dict:
 LABEL_KEY = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:-]{0,199}$")
 
 
-@extend_schema(request=OpenApiTypes.OBJECT, responses=OpenApiTypes.OBJECT, operation_id="runs_labels")
+@extend_schema(methods=["GET"], responses=OpenApiTypes.OBJECT, operation_id="runs_labels")
+@extend_schema(
+    methods=["POST"], request=OpenApiTypes.OBJECT, responses={201: OpenApiTypes.OBJECT}, operation_id="runs_labels"
+)
 @api_view(["GET", "POST"])
 def run_labels(request: Request, public_id: str) -> Response:
     """A run's labels (every author's), or set one: `{"key", "value", "event_seq"?, "criterion"?, "reviewer"?,

@@ -6,6 +6,7 @@ token's collection); another org's run is a 404.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -14,7 +15,7 @@ from django.core.exceptions import RequestDataTooBig
 from django.db import IntegrityError
 from django.http import HttpResponse, StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers
 from rest_framework.decorators import api_view, content_negotiation_class
 from rest_framework.negotiation import DefaultContentNegotiation
@@ -100,6 +101,10 @@ def run_export(request: Request, public_id: str) -> HttpResponse:
     return response  # type: ignore[return-value]
 
 
+HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+HEADER_VALUE = re.compile(r"[\t\x20-\x7e]*")
+
+
 class OtlpRequest(serializers.Serializer):
     endpoint = serializers.URLField(required=False, help_text="OTLP/HTTP traces URL; default JETTY_OTLP_ENDPOINT")
     headers = serializers.DictField(child=serializers.CharField(), required=False, help_text="Sent to `endpoint`")
@@ -115,7 +120,11 @@ class OtlpResult(serializers.Serializer):
     trace_id = serializers.CharField()
 
 
-@extend_schema(request=OtlpRequest, responses=OtlpResult, operation_id="runs_export_otlp")
+@extend_schema(
+    request=OtlpRequest,
+    responses={200: OtlpResult, 502: OpenApiResponse(description="The collector refused the spans or was unreachable")},
+    operation_id="runs_export_otlp",
+)
 @api_view(["POST"])
 def run_export_otlp(request: Request, public_id: str) -> Response:
     """Send the run as OpenTelemetry GenAI spans to an OTLP/HTTP collector."""
@@ -129,7 +138,10 @@ def run_export_otlp(request: Request, public_id: str) -> Response:
         raise ApiError(400, "`endpoint` must be an http(s) URL", param="endpoint", code="invalid_value")
     # The configured headers (a collector's credentials) go only to the configured endpoint.
     headers = dict(settings.JETTY_OTLP_HEADERS) if endpoint == settings.JETTY_OTLP_ENDPOINT else {}
-    headers.update(body.validated_data.get("headers") or {})
+    for name, value in (body.validated_data.get("headers") or {}).items():
+        if not HEADER_NAME.fullmatch(name) or not HEADER_VALUE.fullmatch(value):
+            raise ApiError(400, f"`headers` holds {name!r}, which HTTP cannot carry", param="headers")
+        headers[name] = value
     try:
         result = export_run_otlp(run, endpoint, headers=headers, include_content=body.validated_data["include_content"])
     except OtlpExportFailed as exc:

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
-from .models import Event, Run
+from .models import ErrorKind, Event, Run
 
 
 class RunSerializer(serializers.ModelSerializer):
@@ -12,6 +12,7 @@ class RunSerializer(serializers.ModelSerializer):
     duration_s = serializers.FloatField(read_only=True, allow_null=True)
     cost_usd = serializers.FloatField(read_only=True)
     events_url = serializers.SerializerMethodField()
+    error_kind = serializers.ChoiceField(choices=ErrorKind.choices, allow_blank=True, read_only=True)
 
     class Meta:
         model = Run
@@ -69,6 +70,14 @@ class EventSerializer(serializers.ModelSerializer):
             "latency_ms",
         ]
         read_only_fields = fields
+
+
+class RunPageSerializer(serializers.Serializer):
+    """A page of runs, as cursor pagination gives it."""
+
+    next = serializers.CharField(allow_null=True)
+    previous = serializers.CharField(allow_null=True)
+    results = RunSerializer(many=True)
 
 
 class EventPageSerializer(serializers.Serializer):
