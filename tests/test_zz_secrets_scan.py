@@ -24,3 +24,12 @@ def test_no_credential_reached_any_server_log(logs: Path, jetty_server, worker_p
         found += [f"{log.name}: {m.group(0)[:12]}…" for m in CREDENTIALS.finditer(text)]
         found += [f"{log.name}: {secret[:6]}…" for secret in KNOWN if secret in text]
     assert found == [], found
+
+
+def test_the_access_log_redacts_keys_sent_in_the_query():
+    from jetty_site.daphne import SECRET_QUERY
+
+    line = "POST /v1beta/models/m:generateContent?alt=sse&key=jty_abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG HTTP"
+    assert (
+        SECRET_QUERY.sub(r"\1[redacted]", line) == "POST /v1beta/models/m:generateContent?alt=sse&key=[redacted] HTTP"
+    )

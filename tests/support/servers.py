@@ -71,7 +71,7 @@ def start_fake_upstream(log: Path) -> Process:
 
 def start_daphne(env: dict[str, str], log: Path, port: int | None = None) -> Process:
     port = port or free_port()
-    args = [str(VENV_BIN / "daphne"), "-b", "127.0.0.1", "-p", str(port)]
+    args = [str(VENV_BIN / "python"), "-m", "jetty_site.daphne", "-b", "127.0.0.1", "-p", str(port)]
     if env.get("JETTY_GATEWAY_SOCKET"):
         Path(env["JETTY_GATEWAY_SOCKET"]).parent.mkdir(parents=True, exist_ok=True)
         args += ["-e", f"unix:{env['JETTY_GATEWAY_SOCKET']}:mode=666"]
