@@ -11,7 +11,27 @@ from trajectories import views as trajectory_views
 
 
 def healthz(request: HttpRequest) -> JsonResponse:
-    return JsonResponse({"ok": True})
+    """Whether this web process can reach what it needs: the database, and Redis when configured (503 if not)."""
+    from django.conf import settings
+    from django.db import connection
+
+    checks: dict[str, str] = {}
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+        checks["database"] = "ok"
+    except Exception as exc:  # reported, not raised: the answer is the check
+        checks["database"] = f"error: {type(exc).__name__}"
+    if settings.REDIS_URL:
+        import redis
+
+        try:
+            redis.Redis.from_url(settings.REDIS_URL, socket_timeout=1, socket_connect_timeout=1).ping()
+            checks["redis"] = "ok"
+        except Exception as exc:
+            checks["redis"] = f"error: {type(exc).__name__}"
+    ok = all(value == "ok" for value in checks.values())
+    return JsonResponse({"ok": ok, "checks": checks}, status=200 if ok else 503)
 
 
 urlpatterns = [
