@@ -45,7 +45,7 @@ from orgs.models import ApiToken, Org  # noqa: E402
 from runs.models import Job  # noqa: E402
 from runs.tasks import sweep_runs  # noqa: E402
 from tests.support import servers  # noqa: E402
-from trajectories.models import FINAL_STATUSES, Run  # noqa: E402
+from trajectories.models import FINAL_STATUSES, Event, Run  # noqa: E402
 
 RUNBOOK = """---
 version: 1.0.0
@@ -186,6 +186,11 @@ def main() -> None:
         finals = run.events.filter(kind="run.state", payload__status__in=sorted(FINAL_STATUSES)).count()
         doubled += finals != 1
     retried = Job.objects.filter(run__in=runs, attempts__gt=1).count()
+    # Which worker process took each run first: the queue drained by both in parallel.
+    takers = Counter(
+        e.payload.get("worker", "")
+        for e in Event.objects.filter(run__in=runs, kind="run.state", payload__status="running", payload__attempt=1)
+    )
     leftovers = [p.name for p in (WORK / "sandboxes").iterdir()] if (WORK / "sandboxes").exists() else []
     report = {
         "runs": runs.count(),
@@ -195,6 +200,8 @@ def main() -> None:
         "sandbox_kills": sandbox_kills,
         "service_restarts": service_restarts,
         "runs_retried_after_a_kill": retried,
+        "runs_started_per_worker_process": dict(takers),
+        "storage": f"S3 at {env.get('S3_ENDPOINT_URL')}" if env.get("S3_BUCKET") else "local files",
         "runs_with_event_gaps": gaps,
         "runs_without_exactly_one_final_event": doubled,
         "sandboxes_left_behind": len(leftovers),
