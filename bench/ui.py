@@ -58,16 +58,9 @@ from django.core.management import call_command  # noqa: E402
 
 from orgs.models import Membership, Org  # noqa: E402
 from tests.support import servers  # noqa: E402
+from tests.support.browser import CHROMIUM, CHROMIUM_ARGS  # noqa: E402
 from trajectories.models import Event, Run  # noqa: E402
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-]
 VIEWPORT = {"width": 1400, "height": 900}
 MODEL, PROVIDER = "openai/gpt-4.1", "openai"
 USERNAME, PASSWORD = "bench", "bench-ui-password-1"

@@ -4,15 +4,14 @@ replays k calls and goes on with another model, and the per-step workspace snaps
 
 from __future__ import annotations
 
-import time
-
 import pytest
 from django.core.files.storage import default_storage
 
 from trajectories.actions import blob_name
-from trajectories.models import FINAL_STATUSES, Run
+from trajectories.models import Run
 
 from .test_agent_clis import describe, run_cli
+from .test_workflows import finished as wait_for_final
 
 VOLATILE = {
     "id",
@@ -30,13 +29,7 @@ VOLATILE = {
 
 
 def finished(public_id: str, timeout: float = 180) -> Run:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        run = Run.objects.get(public_id=public_id)
-        if run.status in FINAL_STATUSES:
-            return run
-        time.sleep(0.2)
-    raise AssertionError(f"run {public_id} did not finish: {describe(public_id)}")
+    return wait_for_final(public_id, timeout)
 
 
 def steady(value):
