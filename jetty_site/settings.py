@@ -308,6 +308,9 @@ JETTY_WEBHOOK_BACKOFF_S = env_float("JETTY_WEBHOOK_BACKOFF_S", 5.0)
 JETTY_WEBHOOK_TIMEOUT_S = env_float("JETTY_WEBHOOK_TIMEOUT_S", 10.0)
 JETTY_MAX_UPLOAD_BYTES = env_int("JETTY_MAX_UPLOAD_BYTES", 256 * 1024 * 1024)
 # The gateway's unix socket (daphne listens on it too): sandboxes with network off reach the gateway only here.
+# Network-on sandboxes share the host's network namespace (and reach its loopback services) instead of getting
+# their own through slirp4netns: only for hosts where slirp4netns cannot run.
+JETTY_SANDBOX_HOST_NETWORK = env_bool("JETTY_SANDBOX_HOST_NETWORK", False)
 JETTY_GATEWAY_SOCKET = env_str("JETTY_GATEWAY_SOCKET", str(VAR_DIR / "run" / "gateway.sock"))
 JETTY_DOCKER_HOST = env_str("JETTY_DOCKER_HOST", env_str("DOCKER_HOST", "unix:///var/run/jetty-docker/docker.sock"))
 JETTY_IMAGE_VERSION = env_str("JETTY_IMAGE_VERSION", "2")

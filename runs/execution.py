@@ -46,7 +46,7 @@ RELAY_PORT = 8765
 
 
 def with_gateway_relay(argv: list[str]) -> list[str]:
-    """With network off, a relay inside the sandbox carries loopback TCP to the gateway's unix socket."""
+    """A relay inside the sandbox carries its loopback TCP to the gateway's unix socket."""
     relay = (
         f"socat TCP-LISTEN:{RELAY_PORT},bind=127.0.0.1,fork,reuseaddr UNIX-CONNECT:{GATEWAY_SOCKET} & "
         f"for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/{RELAY_PORT}) 2>/dev/null && break; sleep 0.02; "
@@ -118,13 +118,17 @@ def execute(run_id: int) -> None:
     if agent is None:
         end_run(run.pk, RunStatus.FAILED, error_kind=ErrorKind.USER, error=f"unknown agent {run.agent!r}")
         return
-    socket_path = None if job.network else settings.JETTY_GATEWAY_SOCKET
+    # Sandboxes reach the gateway through its unix socket and a relay inside, whatever their network: only one
+    # sharing the host's network (JETTY_SANDBOX_HOST_NETWORK) calls JETTY_SANDBOX_GATEWAY_URL directly.
+    host_network = job.network and settings.JETTY_SANDBOX_HOST_NETWORK
+    socket_path = None if host_network else settings.JETTY_GATEWAY_SOCKET
     if socket_path and not Path(socket_path).exists():
-        raise PlatformError(f"network-off runs need the gateway listening on {socket_path}")
+        raise PlatformError(f"sandboxes need the gateway listening on {socket_path}")
     spec = SandboxSpec(
         name=f"{run.public_id}-a{attempt}",
         snapshot=run.snapshot or "general",
         network=job.network,
+        host_network=host_network,
         limits=Limits(wall_s=float(job.timeout_s)),
         gateway_socket=socket_path,
         extra_binds=agent.binds(),
@@ -145,7 +149,7 @@ def execute(run_id: int) -> None:
             runbook=job.runbook,
             instruction=job.instruction,
             model=run.model,
-            gateway_url=settings.JETTY_SANDBOX_GATEWAY_URL if job.network else f"http://127.0.0.1:{RELAY_PORT}/v1",
+            gateway_url=settings.JETTY_SANDBOX_GATEWAY_URL if host_network else f"http://127.0.0.1:{RELAY_PORT}/v1",
             run_token=token,
             network=job.network,
         )
@@ -157,7 +161,7 @@ def execute(run_id: int) -> None:
             if recorded and recorded != agent.version:
                 warning = {"message": f"replaying with {run.agent} {agent.version}; the recording used {recorded}"}
                 append_events(run.pk, [EventRecord(kind="log", ts=time.time(), payload=warning)])
-        argv = launch.argv if job.network else with_gateway_relay(launch.argv)
+        argv = launch.argv if host_network else with_gateway_relay(launch.argv)
         # The collection's variables and the secrets the runbook declares; the agent's own settings win.
         execution = sandbox.start(argv, {**job.env, **job.secrets, **launch.env})
         heartbeat = Heartbeat(job.pk, execution.kill)

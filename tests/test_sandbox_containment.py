@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import ipaddress
+import shlex
+import socket
 import subprocess
 import uuid
 from pathlib import Path
@@ -9,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from runs.sandboxes import Limits, SandboxSpec, create_sandbox
+from runs.sandboxes.network import host_networks
 
 BACKENDS = ["bubblewrap", "docker"]
 ROOT = Path(__file__).resolve().parents[1]
@@ -89,6 +93,37 @@ def test_network_off_means_no_egress_and_no_host_services(make):
     lines = list(execution.lines())
     execution.wait()
     assert len(lines) == 4 and all(line.startswith("closed") for line in lines), lines
+
+
+def test_network_on_means_the_internet_but_nothing_of_the_host(make):
+    # A service on every host address, as a careless deployment might run one: the sandbox must not reach it.
+    listener = socket.create_server(("0.0.0.0", 0))
+    port = listener.getsockname()[1]
+    targets = [("127.0.0.1", 5432), ("127.0.0.1", 6379), ("10.0.2.2", 5432), ("10.0.2.2", port)]
+    targets += [(str(ipaddress.ip_interface(net).ip), port) for net in host_networks() if net.endswith("/32")]
+    targets += [("169.254.169.254", 80), ("192.168.1.1", 80), ("172.17.0.1", 80)]
+    probe = (
+        "import socket, sys\n"
+        f"for host, port in {targets!r}:\n"
+        "    try:\n"
+        "        socket.create_connection((host, port), 2); print('OPEN', host, port)\n"
+        "    except OSError as exc: print('closed', host, port)\n"
+        "try:\n"
+        "    socket.create_connection((socket.gethostbyname('pypi.org'), 443), 10); print('internet')\n"
+        "except OSError as exc: print('no internet', exc)\n"
+    )
+    try:
+        lines, outcome = sh(make(network=True), f"python3 -c {shlex.quote(probe)}")
+    finally:
+        listener.close()
+    assert outcome.exit_code == 0, outcome.stderr_tail
+    assert [line for line in lines if line.startswith("OPEN")] == [], lines
+    assert len([line for line in lines if line.startswith("closed")]) == len(targets)
+    try:
+        socket.create_connection(("pypi.org", 443), 10).close()
+    except OSError:
+        return  # this host has no way out either: nothing more to compare
+    assert lines[-1] == "internet"
 
 
 def test_memory_over_the_limit_ends_as_a_user_error(make):

@@ -14,8 +14,13 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .network import SandboxNetwork
 
 GATEWAY_SOCKET = "/run/jetty/gateway.sock"
+RESOLV_CONF = "nameserver 10.0.2.3\noptions timeout:2 attempts:2\n"  # slirp4netns's DNS forwarder
 
 
 @dataclass(frozen=True)
@@ -31,7 +36,8 @@ class Limits:
 class SandboxSpec:
     name: str  # unique per sandbox, e.g. the run's public id
     snapshot: str = "general"
-    network: bool = True
+    network: bool = True  # the internet through slirp4netns (runs/sandboxes/network.py), never the host
+    host_network: bool = False  # network on, in the host's own namespace (JETTY_SANDBOX_HOST_NETWORK; unsafe)
     limits: Limits = field(default_factory=Limits)
     env: dict[str, str] = field(default_factory=dict)  # only what the runbook declares, plus the run token
     extra_binds: tuple[tuple[str, str], ...] = ()  # (host path, sandbox path), read-only
@@ -79,6 +85,11 @@ class Execution(ABC):
         self.timed_out = self.disk_exceeded = self.killed = False
         self._watch = threading.Thread(target=self._watchdog, daemon=True)
         self._done = threading.Event()
+        self.network: SandboxNetwork | None = None
+
+    def end_network(self) -> None:
+        if self.network is not None:
+            self.network.close()
 
     def _begin_watch(self) -> None:
         self._watch.start()
@@ -130,6 +141,23 @@ class Sandbox(ABC):
         self.home = self.root / "home"
         for path in (self.workspace / "assets", self.workspace / "results", self.home):
             path.mkdir(parents=True, exist_ok=True)
+
+    @property
+    def isolated_network(self) -> bool:
+        """Network on, in a namespace of its own: slirp4netns attaches once the sandbox's process exists."""
+        return self.spec.network and not self.spec.host_network
+
+    @property
+    def in_host_network(self) -> bool:
+        return self.spec.network and self.spec.host_network
+
+    @property
+    def resolv_conf(self) -> Path:
+        path = self.root / "resolv.conf"
+        if not path.exists():
+            path.write_text(RESOLV_CONF)
+            path.chmod(0o644)
+        return path
 
     @property
     def assets(self) -> Path:

@@ -3,13 +3,16 @@
 As root, bwrap's uid mapping would still grant host-root file rights inside the sandbox, so the sandbox is started
 as a dedicated unprivileged host user (``JETTY_SANDBOX_USER``, made by ``scripts/setup-sandbox-host``) through
 ``setpriv``. The sandbox sees /usr read-only, a synthetic /etc with only what programs need, /app (its workspace,
-with /app/assets read-only), a private home and /tmp, its own pid, ipc, uts and (with network off) net namespace.
+with /app/assets read-only), a private home and /tmp, and its own pid, ipc, uts and net namespaces (with network
+on, slirp4netns gives that namespace the internet: ``network.py``).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import pwd
+import select
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -17,6 +20,7 @@ from pathlib import Path
 
 from .base import GATEWAY_SOCKET, Execution, Outcome, Sandbox, SandboxSpec, SandboxUnavailable
 from .cgroups import Cgroup
+from .network import SandboxNetwork, waiting_for_network
 
 ETC_FILES = (
     "alternatives",
@@ -70,7 +74,7 @@ class BubblewrapSandbox(Sandbox):
             f"{spec.name}", memory_mb=spec.limits.memory_mb, pids=spec.limits.pids, cpus=spec.limits.cpus
         )
 
-    def bwrap_argv(self, argv: list[str], env: dict[str, str]) -> list[str]:
+    def bwrap_argv(self, argv: list[str], env: dict[str, str], info_fd: int | None = None) -> list[str]:
         args = [
             "bwrap",
             "--unshare-all",
@@ -85,8 +89,10 @@ class BubblewrapSandbox(Sandbox):
             "--gid",
             str(self.gid),
         ]
-        if self.spec.network:
+        if self.in_host_network:
             args.append("--share-net")
+        if info_fd is not None:
+            args += ["--info-fd", str(info_fd)]  # bwrap writes its child's pid there: slirp4netns attaches to it
         args += ["--ro-bind", "/usr", "/usr"]
         for link in ("bin", "lib", "lib64", "sbin"):
             if Path(f"/{link}").is_symlink():
@@ -96,6 +102,8 @@ class BubblewrapSandbox(Sandbox):
         for name in ETC_FILES:
             if Path("/etc", name).exists():
                 args += ["--ro-bind", f"/etc/{name}", f"/etc/{name}"]
+        if self.isolated_network:
+            args += ["--ro-bind", str(self.resolv_conf), "/etc/resolv.conf"]
         args += [
             "--ro-bind",
             str(self.root / "etc/passwd"),
@@ -130,7 +138,11 @@ class BubblewrapSandbox(Sandbox):
         return [*args, "--", *argv]
 
     def start(self, argv: list[str], env: dict[str, str] | None = None) -> Execution:
-        command = self.bwrap_argv(argv, env or {})
+        info_r = info_w = None
+        if self.isolated_network:
+            info_r, info_w = os.pipe()
+            argv = waiting_for_network(argv)
+        command = self.bwrap_argv(argv, env or {}, info_w)
         if self.ids:
             command = [
                 "setpriv",
@@ -145,7 +157,7 @@ class BubblewrapSandbox(Sandbox):
             # The shell moves itself into the cgroups, then becomes the sandbox: nothing escapes the limits.
             joins = " && ".join(f"echo $$ > {d}/cgroup.procs" for d in self.cgroup.dirs)
             command = ["/bin/sh", "-c", f'{joins} && exec "$@"', "sandbox", *command]
-        return BubblewrapExecution(self, command)
+        return BubblewrapExecution(self, command, info_r, info_w)
 
     def alive(self) -> bool:
         return bool(self.cgroup.pids())
@@ -156,7 +168,7 @@ class BubblewrapSandbox(Sandbox):
 
 
 class BubblewrapExecution(Execution):
-    def __init__(self, sandbox: BubblewrapSandbox, command: list[str]):
+    def __init__(self, sandbox: BubblewrapSandbox, command: list[str], info_r: int | None, info_w: int | None):
         super().__init__(sandbox)
         self.sandbox: BubblewrapSandbox = sandbox
         self.oom_before = sandbox.cgroup.oom_kills()
@@ -169,8 +181,30 @@ class BubblewrapExecution(Execution):
                 stderr=stderr,
                 start_new_session=True,
                 env={"PATH": SANDBOX_PATH},
+                pass_fds=() if info_w is None else (info_w,),
             )
+        if info_r is not None and info_w is not None:
+            os.close(info_w)
+            try:
+                self.network = SandboxNetwork(self._child_pid(info_r))
+            except Exception:
+                self.kill()
+                raise
+            finally:
+                os.close(info_r)
         self._begin_watch()
+
+    def _child_pid(self, fd: int) -> int:
+        """The pid bwrap reports on its info fd (its first JSON object) once the namespaces exist."""
+        data = b""
+        while b"}" not in data:
+            readable, _, _ = select.select([fd], [], [], 10)
+            chunk = os.read(fd, 4096) if readable else b""
+            if not chunk:
+                tail = self.stderr_path.read_text(errors="replace")[-300:]
+                raise SandboxUnavailable(f"bubblewrap did not start: {tail.strip()}")
+            data += chunk
+        return int(json.loads(data[: data.index(b"}") + 1])["child-pid"])
 
     def lines(self) -> Iterator[str]:
         assert self.proc.stdout is not None
@@ -183,6 +217,7 @@ class BubblewrapExecution(Execution):
                 pass
         code = self.proc.wait()
         self._done.set()
+        self.end_network()
         oom = self.sandbox.cgroup.oom_kills() > self.oom_before
         self.sandbox.cgroup.kill_all()  # anything the main process left behind
         tail = (
@@ -197,3 +232,4 @@ class BubblewrapExecution(Execution):
         except ProcessLookupError:
             pass
         self.sandbox.cgroup.kill_all()
+        self.end_network()

@@ -19,6 +19,7 @@ from docker.types import Mount
 
 from .base import GATEWAY_SOCKET, Execution, Outcome, Sandbox, SandboxSpec, SandboxUnavailable
 from .bubblewrap import host_user
+from .network import SandboxNetwork, waiting_for_network
 
 LABEL = "jetty.sandbox"
 
@@ -65,6 +66,9 @@ class DockerSandbox(Sandbox):
         mounts += [Mount(inside, host, type="bind", read_only=True) for host, inside in self.spec.extra_binds]
         if self.spec.gateway_socket:
             mounts.append(Mount(GATEWAY_SOCKET, self.spec.gateway_socket, type="bind"))
+        if self.isolated_network:
+            mounts.append(Mount("/etc/resolv.conf", str(self.resolv_conf), type="bind", read_only=True))
+            argv = waiting_for_network(argv)
         environment = {
             "HOME": "/home/agent",
             "USER": "agent",
@@ -83,8 +87,8 @@ class DockerSandbox(Sandbox):
             working_dir="/app",
             environment=environment,
             mounts=mounts,
-            network_mode="host" if self.spec.network else "none",
-            hostname=None if self.spec.network else "sandbox",
+            network_mode="host" if self.in_host_network else "none",  # network on: slirp4netns, once started
+            hostname=None if self.in_host_network else "sandbox",
             mem_limit=limits.memory_mb * 1024 * 1024,
             memswap_limit=limits.memory_mb * 1024 * 1024,
             pids_limit=limits.pids,
@@ -98,7 +102,15 @@ class DockerSandbox(Sandbox):
         )
         container.start()
         self.container = container
-        return DockerExecution(self, container)
+        network = None
+        if self.isolated_network:
+            container.reload()
+            try:
+                network = SandboxNetwork(container.attrs["State"]["Pid"])
+            except Exception:
+                container.remove(force=True)
+                raise
+        return DockerExecution(self, container, network)
 
     def alive(self) -> bool:
         if self.container is None:
@@ -119,9 +131,10 @@ class DockerSandbox(Sandbox):
 
 
 class DockerExecution(Execution):
-    def __init__(self, sandbox: DockerSandbox, container):
+    def __init__(self, sandbox: DockerSandbox, container, network: SandboxNetwork | None):
         super().__init__(sandbox)
         self.container = container
+        self.network = network
         self._begin_watch()
 
     def lines(self) -> Iterator[str]:
@@ -139,6 +152,7 @@ class DockerExecution(Execution):
             pass
         code = self.container.wait()["StatusCode"]
         self._done.set()
+        self.end_network()
         self.container.reload()
         oom = bool(self.container.attrs["State"].get("OOMKilled"))
         tail = self.container.logs(stdout=False, stderr=True, tail=50).decode("utf-8", errors="replace")
@@ -150,6 +164,7 @@ class DockerExecution(Execution):
             self.container.kill()
         except (NotFound, DockerException):
             pass
+        self.end_network()
 
 
 def remove_leftovers(base_url: str, prefix: str) -> None:
