@@ -288,6 +288,19 @@ if JETTY_SANDBOX_BACKEND not in ("auto", "bubblewrap", "docker"):
     raise ImproperlyConfigured("JETTY_SANDBOX_BACKEND must be auto, bubblewrap or docker")
 JETTY_SANDBOX_ROOT = Path(env_str("JETTY_SANDBOX_ROOT", str(VAR_DIR / "sandboxes")))
 JETTY_SANDBOX_USER = env_str("JETTY_SANDBOX_USER", "jetty-sandbox")
+# Sandbox limits a run gets unless it asks for others (`jetty.limits`, a runbook's `limits`), and the most it may ask.
+JETTY_SANDBOX_LIMITS = {
+    "cpus": env_float("JETTY_SANDBOX_CPUS", 1.0),
+    "memory_mb": env_int("JETTY_SANDBOX_MEMORY_MB", 2048),
+    "pids": env_int("JETTY_SANDBOX_PIDS", 512),
+    "disk_mb": env_int("JETTY_SANDBOX_DISK_MB", 4096),
+}
+JETTY_SANDBOX_MAX_LIMITS = {
+    "cpus": env_float("JETTY_SANDBOX_MAX_CPUS", 4.0),
+    "memory_mb": env_int("JETTY_SANDBOX_MAX_MEMORY_MB", 8192),
+    "pids": env_int("JETTY_SANDBOX_MAX_PIDS", 4096),
+    "disk_mb": env_int("JETTY_SANDBOX_MAX_DISK_MB", 20480),
+}
 # Where sandboxes reach the model gateway (with network on; network off goes through a unix socket relay).
 JETTY_SANDBOX_GATEWAY_URL = env_str("JETTY_SANDBOX_GATEWAY_URL", f"{PUBLIC_URL}/v1")
 # The pinned agent CLIs (scripts/install-agents), mounted read-only into every sandbox.

@@ -27,6 +27,7 @@ class AgentRequest:
     params: dict[str, Any]
     timeout_s: int
     network: bool
+    limits: dict[str, Any] = field(default_factory=dict)  # checked by runs.limits.check_limits
     webhook_url: str = ""
     webhook_secret: str = ""
     idempotency_key: str = ""
@@ -96,6 +97,7 @@ def start_agent_run(
                 params=request.params,
                 network=request.network,
                 timeout_s=request.timeout_s,
+                limits=request.limits,
                 webhook_url=request.webhook_url,
                 webhook_secret_encrypted=crypto.encrypt(request.webhook_secret) if request.webhook_secret else "",
                 idempotency_key=request.idempotency_key,

@@ -25,6 +25,7 @@ from orgs.auth import principal_of
 from orgs.models import Collection, CollectionVariable
 from trajectories.models import FINAL_STATUSES, Run
 
+from .limits import check_limits
 from .models import Cadence, Routine, StepRun, Task, TaskKind, TaskVersion
 from .results import run_summary
 from .routines import create_routine, run_now, schedule_of
@@ -354,6 +355,11 @@ def _start(request: Request, name: str, task: str) -> Run:
         if not str(timeout).isdigit() or not 1 <= int(timeout) <= 86400:
             raise invalid("`timeout_s` must be an integer from 1 to 86400", "timeout_s")
         overrides["timeout_s"] = int(timeout)
+    if data.get("limits") not in (None, ""):
+        try:
+            overrides["limits"] = check_limits(_json_field(request, "limits"))
+        except ValueError as exc:
+            raise invalid(str(exc), "limits") from None
     files = request.FILES.getlist("files") if request.FILES else []
     file_paths = data.getlist("file_paths") if hasattr(data, "getlist") else data.get("file_paths")
     paths = [k for k in (file_paths or []) if isinstance(k, str)]

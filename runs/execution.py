@@ -27,8 +27,9 @@ from trajectories.models import FINAL_STATUSES, Artifact, ErrorKind, LabelSource
 
 from .actions import end_run
 from .agents import Agent, Mission, agent_for, sanitise
+from .limits import limit_error, sandbox_limits
 from .models import Job, RunToken, Upload
-from .sandboxes import Limits, Outcome, SandboxSpec, create_sandbox, destroy_leftovers
+from .sandboxes import Outcome, SandboxSpec, create_sandbox, destroy_leftovers
 from .sandboxes.base import GATEWAY_SOCKET
 from .secrets import Masker
 from .timeline import Timeline, flush_pending_calls
@@ -129,7 +130,7 @@ def execute(run_id: int) -> None:
         snapshot=run.snapshot or "general",
         network=job.network,
         host_network=host_network,
-        limits=Limits(wall_s=float(job.timeout_s)),
+        limits=sandbox_limits(job.limits, wall_s=float(job.timeout_s)),
         gateway_socket=socket_path,
         extra_binds=agent.binds(),
     )
@@ -289,7 +290,8 @@ def finish(run: Run, job: Job, outcome: Outcome, agent: Agent) -> None:
             error=f"wall time limit of {job.timeout_s} s exceeded",
         )
     elif outcome.user_error:
-        end_run(run.pk, RunStatus.FAILED, error_kind=ErrorKind.USER, error=outcome.user_error)
+        error = limit_error(outcome, sandbox_limits(job.limits, wall_s=float(job.timeout_s)))
+        end_run(run.pk, RunStatus.FAILED, error_kind=ErrorKind.USER, error=error)
     elif outcome.exit_code != 0:
         tail = outcome.stderr_tail.strip().splitlines()[-5:]
         reason = " | ".join(tail) or problem or "nothing on stderr"

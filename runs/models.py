@@ -30,6 +30,7 @@ class Job(models.Model):
     file_paths = models.JSONField(default=list, blank=True)
     network = models.BooleanField(default=True)
     timeout_s = models.PositiveIntegerField(default=1800)
+    limits = models.JSONField(default=dict, blank=True, help_text="Sandbox limits the run asked for (runs/limits.py)")
     webhook_url = models.URLField(blank=True, max_length=2000)
     webhook_secret_encrypted = models.TextField(blank=True)
     idempotency_key = models.CharField(max_length=200, blank=True)

@@ -194,6 +194,7 @@ def start_replay(
         params=job.params,
         timeout_s=job.timeout_s,
         network=job.network,
+        limits=dict(job.limits),
         collection_id=source.collection_id,
         file_paths=list(job.file_paths),
         env=dict(job.env),

@@ -12,6 +12,8 @@ from typing import Any
 
 import yaml
 
+LIMIT_NAMES = ("cpus", "memory_mb", "pids", "disk_mb")  # a runbook's sandbox `limits` (runs/limits.py bounds them)
+
 EVALUATIONS = ("programmatic", "rubric")
 SEMVER = re.compile(r"^\d+\.\d+\.\d+(?:[-+][0-9A-Za-z.-]+)?$")
 HEADING = re.compile(r"^(#{1,6})\s+(.*?)\s*#*\s*$")
@@ -138,6 +140,14 @@ def validate(text: str) -> Report:
         add(Finding("error", "evaluation_unknown", message, key_line(text, "evaluation")))
     if not meta.get("primary_outputs"):
         add(Finding("warning", "primary_outputs_missing", "The frontmatter names no `primary_outputs`", 1))
+    limits = meta.get("limits")
+    if limits is not None and not (
+        isinstance(limits, dict)
+        and set(limits) <= set(LIMIT_NAMES)
+        and all(isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 for v in limits.values())
+    ):
+        message = f"`limits` must map any of {', '.join(LIMIT_NAMES)} to positive numbers"
+        add(Finding("error", "limits_invalid", message, key_line(text, "limits")))
 
     required = {
         "objective_missing": ("Objective",),

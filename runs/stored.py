@@ -16,6 +16,7 @@ from trajectories.actions import move_run
 from trajectories.models import Run, RunKind, RunStatus
 
 from .actions import AgentRequest, start_agent_run
+from .limits import runbook_limits
 from .models import Job, Task, TaskKind, TaskVersion, Workflow
 from .runbooks import parse as parse_runbook
 from .runbooks import validate as validate_runbook
@@ -193,6 +194,7 @@ def runbook_request(
         params=init_params,
         timeout_s=int(overrides.get("timeout_s") or meta.get("timeout_s") or 1800),
         network=(overrides.get("network") or meta.get("network") or "on") == "on",
+        limits={**runbook_limits(meta), **overrides.get("limits", {})},
         webhook_url=overrides.get("webhook_url", ""),
         webhook_secret=overrides.get("webhook_secret", ""),
         idempotency_key=overrides.get("idempotency_key", ""),

@@ -136,6 +136,11 @@ def test_an_idempotency_key_returns_the_same_run(alice_client, worker):
         ({"template_variables": {"name": "x", "extra": 1}}, "jetty.template_variables"),
         ({"timeout_s": 0}, "jetty.timeout_s"),
         ({"network": "maybe"}, "jetty.network"),
+        ({"limits": {"memory_mb": 10**9}}, "jetty.limits"),
+        ({"limits": {"pids": 1}}, "jetty.limits"),
+        ({"limits": {"cpus": "two"}}, "jetty.limits"),
+        ({"limits": {"gpus": 1}}, "jetty.limits"),
+        ({"limits": [512]}, "jetty.limits"),
     ],
 )
 def test_bad_agent_requests_are_400_and_start_nothing(alice_client, worker, block, param):

@@ -148,3 +148,33 @@ def test_the_api_validates_for_any_token_holder(alice, jetty):
             post(body, token)
         assert caught.value.code == status
         assert "error" in json.loads(caught.value.read())
+
+
+@pytest.mark.parametrize(
+    "limits, valid",
+    [
+        ("{memory_mb: 512, pids: 64, cpus: 0.5, disk_mb: 100}", True),
+        ("{gpus: 1}", False),
+        ("{memory_mb: -1}", False),
+        ("{pids: lots}", False),
+        ("[512]", False),
+    ],
+)
+def test_the_validator_checks_a_runbooks_limits(limits, valid):
+    text = GOOD.replace("evaluation: programmatic", f"evaluation: programmatic\nlimits: {limits}", 1)
+    codes = {finding.code for finding in validate(text).findings if finding.level == "error"}
+    assert ("limits_invalid" not in codes) is valid, codes
+
+
+def test_limits_are_bounded_by_the_server(settings):
+    from runs.limits import check_limits, sandbox_limits
+
+    settings.JETTY_SANDBOX_MAX_LIMITS = {"cpus": 2.0, "memory_mb": 4096, "pids": 1024, "disk_mb": 8192}
+    settings.JETTY_SANDBOX_LIMITS = {"cpus": 1.0, "memory_mb": 2048, "pids": 512, "disk_mb": 4096}
+    assert check_limits({"memory_mb": 4096, "cpus": 1.5}) == {"memory_mb": 4096, "cpus": 1.5}
+    with pytest.raises(ValueError, match="from 64 to 4096"):
+        check_limits({"memory_mb": 4097})
+    with pytest.raises(ValueError, match="an integer"):
+        check_limits({"pids": True})
+    limits = sandbox_limits({"pids": 64}, wall_s=30)
+    assert (limits.pids, limits.memory_mb, limits.cpus, limits.disk_mb, limits.wall_s) == (64, 2048, 1.0, 4096, 30)

@@ -6,6 +6,7 @@ import ipaddress
 import shlex
 import socket
 import subprocess
+import time
 import uuid
 from pathlib import Path
 
@@ -140,10 +141,12 @@ def test_wall_time_over_the_limit_ends_the_run(make):
     assert outcome.timed_out and outcome.user_error == "wall time limit exceeded"
 
 
-def test_a_fork_bomb_is_contained(make):
-    sandbox = make(limits={"pids": 32, "wall_s": 4})
-    outcome = sandbox.start(["/bin/bash", "-c", "b() { b | b & }; b"]).wait()
-    assert outcome.timed_out or outcome.exit_code is not None
+def test_a_fork_bomb_is_contained_and_ended_at_the_process_limit(make):
+    sandbox = make(limits={"pids": 32, "wall_s": 30})
+    started = time.monotonic()
+    outcome = sandbox.start(["/bin/bash", "-c", "b() { b | b & }; b; sleep 60"]).wait()
+    assert outcome.pids_exceeded and outcome.user_error == "process limit exceeded", outcome
+    assert time.monotonic() - started < 15  # ended by the process limit, not the wall time
     assert subprocess.run(["true"]).returncode == 0  # the host can still fork
     assert not sandbox.alive()
 

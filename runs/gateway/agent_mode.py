@@ -18,6 +18,7 @@ from trajectories.models import FINAL_STATUSES, Event, Run
 
 from ..actions import AgentRequest, start_agent_run
 from ..agents import agent_for, agent_names
+from ..limits import check_limits
 from ..results import final_answer, run_summary
 from .calls import CHAT_TASK, ChatRequest
 from .exchange import ClientGone, Exchange
@@ -71,6 +72,10 @@ def parse(request: ChatRequest, caller: Caller) -> AgentRequest:
     network = jetty.get("network", "on")
     if network not in ("on", "off"):
         raise _bad("`jetty.network` must be `on` or `off`", "jetty.network")
+    try:
+        limits = check_limits(jetty.get("limits"))
+    except ValueError as exc:
+        raise _bad(str(exc).replace("`limits", "`jetty.limits"), "jetty.limits") from None
     if jetty.get("runbook_url"):
         raise _bad("`jetty.runbook_url` is not available on this server yet", "jetty.runbook_url")
     file_paths, file_ids = jetty.get("file_paths") or [], jetty.get("files") or []
@@ -100,6 +105,7 @@ def parse(request: ChatRequest, caller: Caller) -> AgentRequest:
         params=variables,
         timeout_s=timeout,
         network=network == "on",
+        limits=limits,
         idempotency_key=key,
         webhook_url=webhook_url,
         webhook_secret=webhook_secret,

@@ -31,6 +31,7 @@ JETTY_FIELDS = frozenset(
         "runbook_url",
         "timeout_s",
         "network",
+        "limits",
         "webhook_url",
         "webhook_secret",
         "async",

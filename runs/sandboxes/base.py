@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from .network import SandboxNetwork
 
 GATEWAY_SOCKET = "/run/jetty/gateway.sock"
+PIDS_AT_LIMIT_S = 3  # seconds a sandbox may sit at its process limit before it is ended
 RESOLV_CONF = "nameserver 10.0.2.3\noptions timeout:2 attempts:2\n"  # slirp4netns's DNS forwarder
 
 
@@ -50,6 +51,7 @@ class Outcome:
     timed_out: bool = False
     oom_killed: bool = False
     disk_exceeded: bool = False
+    pids_exceeded: bool = False
     killed: bool = False
     stderr_tail: str = ""
 
@@ -62,6 +64,8 @@ class Outcome:
             return "memory limit exceeded"
         if self.disk_exceeded:
             return "disk limit exceeded"
+        if self.pids_exceeded:
+            return "process limit exceeded"
         return None
 
 
@@ -82,7 +86,7 @@ class Execution(ABC):
     def __init__(self, sandbox: Sandbox):
         self.sandbox = sandbox
         self.started = time.monotonic()
-        self.timed_out = self.disk_exceeded = self.killed = False
+        self.timed_out = self.disk_exceeded = self.pids_exceeded = self.memory_exceeded = self.killed = False
         self._watch = threading.Thread(target=self._watchdog, daemon=True)
         self._done = threading.Event()
         self.network: SandboxNetwork | None = None
@@ -95,8 +99,12 @@ class Execution(ABC):
         self._watch.start()
 
     def _watchdog(self) -> None:
-        """Enforce wall time and disk (no quota is portable across backends, so disk is polled)."""
+        """Enforce wall time and disk (no quota is portable across backends, so disk is polled). End a sandbox as
+        soon as its memory limit has killed a process (the run has failed already), or once it has been held at
+        its process limit for a few seconds (the kernel refuses the forks, and a fork bomb would otherwise spin
+        until the wall time)."""
         limits = self.sandbox.spec.limits
+        at_limit, memory_kills = 0, self.sandbox.memory_kills()
         while not self._done.wait(1.0):
             if time.monotonic() - self.started > limits.wall_s:
                 self.timed_out = True
@@ -106,14 +114,25 @@ class Execution(ABC):
                 self.disk_exceeded = True
                 self.kill()
                 return
+            if self.sandbox.memory_kills() > memory_kills:
+                self.memory_exceeded = True  # the run has failed already: end it now, not at the agent's leisure
+                self.kill()
+                return
+            processes = self.sandbox.processes()
+            at_limit = at_limit + 1 if processes is not None and processes >= limits.pids else 0
+            if at_limit >= PIDS_AT_LIMIT_S:
+                self.pids_exceeded = True
+                self.kill()
+                return
 
     def outcome(self, exit_code: int | None, oom_killed: bool, stderr_tail: str) -> Outcome:
         """How the process ended, with what the watchdog and kill() saw."""
         return Outcome(
             exit_code=exit_code,
             timed_out=self.timed_out,
-            oom_killed=oom_killed,
+            oom_killed=oom_killed or self.memory_exceeded,
             disk_exceeded=self.disk_exceeded,
+            pids_exceeded=self.pids_exceeded,
             killed=self.killed,
             stderr_tail=stderr_tail[-4000:],
         )
@@ -178,6 +197,14 @@ class Sandbox(ABC):
     @abstractmethod
     def start(self, argv: list[str], env: dict[str, str] | None = None) -> Execution:
         """Start the main process (``/app`` is its working directory)."""
+
+    def processes(self) -> int | None:
+        """How many processes the sandbox's pids limit counts now (None when the backend cannot tell)."""
+        return None
+
+    def memory_kills(self) -> int:
+        """How many of the sandbox's processes its memory limit has killed so far (0 when it cannot tell)."""
+        return 0
 
     @abstractmethod
     def alive(self) -> bool:

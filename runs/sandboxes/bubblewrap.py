@@ -162,6 +162,12 @@ class BubblewrapSandbox(Sandbox):
     def alive(self) -> bool:
         return bool(self.cgroup.pids())
 
+    def processes(self) -> int | None:
+        return self.cgroup.processes()
+
+    def memory_kills(self) -> int:
+        return self.cgroup.oom_kills()
+
     def destroy(self) -> None:
         self.cgroup.remove()
         super().destroy()

@@ -37,6 +37,26 @@ def _own_v1_path(controller: str) -> str:
     return ""
 
 
+def read_count(path: Path) -> int | None:
+    try:
+        return int(path.read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def oom_kill_count(path: Path) -> int:
+    """The ``oom_kill`` counter of a ``memory.oom_control`` (v1) or ``memory.events`` (v2) file."""
+    try:
+        lines = path.read_text().splitlines()
+    except OSError:
+        return 0
+    for line in lines:
+        key, _, value = line.partition(" ")
+        if key == "oom_kill":
+            return int(value)
+    return 0
+
+
 class Cgroup:
     def __init__(self, name: str, *, memory_mb: int, pids: int, cpus: float):
         self.name = name
@@ -118,16 +138,20 @@ class Cgroup:
 
     def oom_kills(self) -> int:
         """How many processes the memory limit has killed so far."""
-        total = 0
+        return sum(
+            oom_kill_count(directory / name)
+            for directory in self.dirs
+            for name in ("memory.oom_control", "memory.events")
+            if (directory / name).exists()
+        )
+
+    def processes(self) -> int | None:
+        """How many processes (tasks) the pids limit counts now, or None without a pids group."""
         for directory in self.dirs:
-            for name in ("memory.oom_control", "memory.events"):
-                path = directory / name
-                if path.exists():
-                    for line in path.read_text().splitlines():
-                        key, _, value = line.partition(" ")
-                        if key == "oom_kill":
-                            total += int(value)
-        return total
+            current = directory / "pids.current"
+            if current.exists():
+                return read_count(current)
+        return None
 
     def kill_all(self) -> None:
         for directory in self.dirs:

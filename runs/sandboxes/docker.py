@@ -19,6 +19,7 @@ from docker.types import Mount
 
 from .base import GATEWAY_SOCKET, Execution, Outcome, Sandbox, SandboxSpec, SandboxUnavailable
 from .bubblewrap import host_user
+from .cgroups import ROOT, oom_kill_count, read_count
 from .network import SandboxNetwork, waiting_for_network
 
 LABEL = "jetty.sandbox"
@@ -120,6 +121,24 @@ class DockerSandbox(Sandbox):
         except NotFound:
             return False
         return self.container.status in ("running", "restarting", "paused")
+
+    def _cgroup_file(self, controller: str, name: str) -> Path | None:
+        """One of the container's cgroup files (cgroupfs driver: ``docker/<id>``; systemd: ``docker-<id>.scope``)."""
+        if self.container is None:
+            return None
+        for parent in (ROOT / controller / "docker", ROOT / "docker", ROOT / "system.slice"):
+            for group in (self.container.id, f"docker-{self.container.id}.scope"):
+                if (parent / group / name).exists():
+                    return parent / group / name
+        return None
+
+    def processes(self) -> int | None:
+        path = self._cgroup_file("pids", "pids.current")
+        return read_count(path) if path else None
+
+    def memory_kills(self) -> int:
+        path = self._cgroup_file("memory", "memory.oom_control") or self._cgroup_file("memory", "memory.events")
+        return oom_kill_count(path) if path else 0
 
     def destroy(self) -> None:
         if self.container is not None:
