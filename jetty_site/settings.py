@@ -77,6 +77,24 @@ ALLOWED_HOSTS = [h for h in env_str("ALLOWED_HOSTS", "*").split(",") if h]
 CSRF_TRUSTED_ORIGINS = [o for o in env_str("CSRF_TRUSTED_ORIGINS").split(",") if o]
 PUBLIC_URL = env_str("JETTY_PUBLIC_URL", "http://127.0.0.1:8000").rstrip("/")
 
+# Behind a proxy that terminates TLS. The proxy must set X-Forwarded-Proto (and strip it from clients' requests).
+JETTY_HTTPS = env_bool("JETTY_HTTPS", False)
+if JETTY_HTTPS:
+    if not PUBLIC_URL.startswith("https://"):
+        raise ImproperlyConfigured(f"JETTY_HTTPS=true needs an https JETTY_PUBLIC_URL, got {PUBLIC_URL!r}")
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    SECURE_HSTS_SECONDS = env_int("JETTY_HSTS_SECONDS", 31536000)
+    SECURE_SSL_REDIRECT = env_bool("JETTY_SSL_REDIRECT", False)
+    # Sandboxes call the gateway over plain HTTP on the host (the unix socket, JETTY_SANDBOX_GATEWAY_URL) and
+    # balancers probe /healthz without TLS: a redirect would break both.
+    SECURE_REDIRECT_EXEMPT = [r"^v1/", r"^healthz$"]
+if PUBLIC_URL.startswith("https://"):
+    _public_origin = "https://" + PUBLIC_URL.removeprefix("https://").split("/", 1)[0]
+    if _public_origin not in CSRF_TRUSTED_ORIGINS:
+        CSRF_TRUSTED_ORIGINS.append(_public_origin)
+
 INSTALLED_APPS = [
     "daphne",
     "django.contrib.admin",
