@@ -306,6 +306,9 @@ if JETTY_SANDBOX_BACKEND not in ("auto", "bubblewrap", "docker"):
     raise ImproperlyConfigured("JETTY_SANDBOX_BACKEND must be auto, bubblewrap or docker")
 JETTY_SANDBOX_ROOT = Path(env_str("JETTY_SANDBOX_ROOT", str(VAR_DIR / "sandboxes")))
 JETTY_SANDBOX_USER = env_str("JETTY_SANDBOX_USER", "jetty-sandbox")
+# bubblewrap sandboxes whose memory, pid and CPU cgroups cannot be made fail to start (a platform fault) instead of
+# running without limits. Docker applies its own limits.
+JETTY_REQUIRE_CGROUPS = env_bool("JETTY_REQUIRE_CGROUPS", False)
 # Where sandboxes reach the model gateway (with network on; network off goes through a unix socket relay).
 JETTY_SANDBOX_GATEWAY_URL = env_str("JETTY_SANDBOX_GATEWAY_URL", f"{PUBLIC_URL}/v1")
 # The pinned agent CLIs (scripts/install-agents), mounted read-only into every sandbox.

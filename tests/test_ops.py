@@ -1,4 +1,4 @@
-"""Operations settings: HTTPS behind a proxy."""
+"""Operations settings: HTTPS behind a proxy, strict cgroups."""
 
 from __future__ import annotations
 
@@ -7,6 +7,13 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
+
+from runs.models import Job
+from runs.sandboxes import SandboxSpec, SandboxUnavailable, cgroups, create_sandbox
+from runs.tasks import execute_run
+from trajectories.models import Run
 
 ROOT = Path(__file__).resolve().parents[1]
 DEPLOY_WARNINGS = ("security.W004", "security.W008", "security.W012", "security.W016")
@@ -69,3 +76,54 @@ def test_a_request_forwarded_as_https_is_secure_and_plain_ones_are_redirected(tm
 def test_jetty_https_refuses_a_plain_http_public_url(tmp_path):
     done = manage(tmp_path, "check", JETTY_HTTPS="true", JETTY_PUBLIC_URL="http://jetty.example.com")
     assert done.returncode != 0 and "JETTY_HTTPS=true needs an https JETTY_PUBLIC_URL" in done.stderr
+
+
+# Strict cgroups. The hierarchy is a folder that claims the memory and pids controllers but where the group cannot be
+# made (`jetty` is a file): the writes fail as they do on a read-only /sys/fs/cgroup, even for root.
+
+
+@pytest.fixture
+def broken_cgroups(tmp_path, monkeypatch, settings):
+    root = tmp_path / "cgroup"
+    root.mkdir()
+    (root / "cgroup.controllers").write_text("cpuset cpu io memory pids\n")
+    (root / "jetty").write_text("not a directory")
+    monkeypatch.setattr(cgroups, "ROOT", root)
+    settings.JETTY_SANDBOX_ROOT = tmp_path / "sandboxes"
+    settings.JETTY_SANDBOX_BACKEND = "bubblewrap"
+    return root
+
+
+def test_without_strict_cgroups_a_sandbox_starts_without_limits(broken_cgroups, settings, caplog):
+    settings.JETTY_REQUIRE_CGROUPS = False
+    sandbox = create_sandbox(SandboxSpec(name="loose-a1"))
+    try:
+        assert not sandbox.cgroup.enforced and sandbox.root.is_dir()
+        assert "cgroup limits unavailable for loose-a1" in caplog.text
+    finally:
+        sandbox.destroy()
+
+
+def test_strict_cgroups_refuse_a_sandbox_without_limits_and_leave_nothing(broken_cgroups, settings):
+    settings.JETTY_REQUIRE_CGROUPS = True
+    with pytest.raises(SandboxUnavailable, match="JETTY_REQUIRE_CGROUPS"):
+        create_sandbox(SandboxSpec(name="strict-a1"))
+    assert not (Path(settings.JETTY_SANDBOX_ROOT) / "strict-a1").exists()
+
+
+def test_strict_cgroups_refuse_a_host_without_a_cgroup_hierarchy(tmp_path, monkeypatch, settings):
+    monkeypatch.setattr(cgroups, "ROOT", tmp_path / "nothing-here")
+    settings.JETTY_SANDBOX_ROOT, settings.JETTY_REQUIRE_CGROUPS = tmp_path / "sandboxes", True
+    with pytest.raises(SandboxUnavailable, match="no cgroup v1 or v2 hierarchy"):
+        create_sandbox(SandboxSpec(name="bare-a1"), backend="bubblewrap")
+
+
+def test_a_run_whose_limits_cannot_be_applied_fails_as_a_platform_fault(broken_cgroups, settings, alice):
+    settings.JETTY_REQUIRE_CGROUPS = True
+    run = Run.objects.create(org=alice.org, task="strict", kind="agent", status="queued", model="scripted/default")
+    Job.objects.create(run=run, org=alice.org, runbook="# Objective\nsay hi\n")
+    execute_run.apply(args=(run.pk,))  # retried in place (eager), then given up on
+    run.refresh_from_db()
+    assert (run.status, run.error_kind) == ("failed", "platform")
+    assert "JETTY_REQUIRE_CGROUPS" in run.error
+    assert Job.objects.get(run=run).attempts == 4  # the first try and three retries
