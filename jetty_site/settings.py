@@ -327,6 +327,12 @@ JETTY_FAULT_KILL_AFTER_STEP = env_str("JETTY_FAULT_KILL_AFTER_STEP", "")
 JETTY_WEBHOOK_MAX_ATTEMPTS = env_int("JETTY_WEBHOOK_MAX_ATTEMPTS", 6)
 JETTY_WEBHOOK_BACKOFF_S = env_float("JETTY_WEBHOOK_BACKOFF_S", 5.0)
 JETTY_WEBHOOK_TIMEOUT_S = env_float("JETTY_WEBHOOK_TIMEOUT_S", 10.0)
+# How late a delivery attempt may be before the sweeper sends it again (its message may have been lost with Redis).
+JETTY_WEBHOOK_RESEND_S = env_float("JETTY_WEBHOOK_RESEND_S", 600.0)
+# Finished runs older than this many days are deleted daily, with their files (0 keeps everything).
+JETTY_RETENTION_DAYS = env_int("JETTY_RETENTION_DAYS", 0)
+if JETTY_RETENTION_DAYS < 0:
+    raise ImproperlyConfigured("JETTY_RETENTION_DAYS must be 0 (off) or a number of days")
 JETTY_MAX_UPLOAD_BYTES = env_int("JETTY_MAX_UPLOAD_BYTES", 256 * 1024 * 1024)
 # The gateway's unix socket (daphne listens on it too): sandboxes with network off reach the gateway only here.
 JETTY_GATEWAY_SOCKET = env_str("JETTY_GATEWAY_SOCKET", str(VAR_DIR / "run" / "gateway.sock"))
