@@ -235,12 +235,20 @@ else:
         "data_folder_in": str(_broker_dir / "queue"),
         "data_folder_out": str(_broker_dir / "queue"),
         "processed_folder": str(_broker_dir / "processed"),
+        # Exchange tables (which queue a routing key reaches) beside the queue, not in the working directory.
+        "control_folder": str(_broker_dir / "control"),
         "store_processed": False,
         "polling_interval": 0.1,
     }
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 
-from runs.schedule import CELERY_BEAT_SCHEDULE  # noqa: E402,F401  (one file declares every periodic task)
+# One file declares every periodic task, the queues and the routes that send periodic tasks to their own queue.
+from runs.schedule import (  # noqa: E402,F401
+    CELERY_BEAT_SCHEDULE,
+    CELERY_TASK_DEFAULT_QUEUE,
+    CELERY_TASK_QUEUES,
+    CELERY_TASK_ROUTES,
+)
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["orgs.auth.BearerTokenAuthentication"],

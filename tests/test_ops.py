@@ -1,18 +1,22 @@
-"""Operations settings: HTTPS behind a proxy, strict cgroups."""
+"""Operations settings: HTTPS behind a proxy, strict cgroups, and periodic tasks on a queue of their own."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from django.conf import settings
 
 from runs.models import Job
 from runs.sandboxes import SandboxSpec, SandboxUnavailable, cgroups, create_sandbox
+from runs.schedule import CELERY_BEAT_SCHEDULE, Queue
 from runs.tasks import execute_run
+from tests.support import servers
 from trajectories.models import Run
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -45,6 +49,7 @@ def test_check_deploy_finds_no_https_warnings_with_jetty_https(tmp_path):
 PROBE = """
 import json
 import os
+from django.conf import settings
 from django.test import Client, RequestFactory
 client = Client()
 print(json.dumps({
@@ -127,3 +132,57 @@ def test_a_run_whose_limits_cannot_be_applied_fails_as_a_platform_fault(broken_c
     assert (run.status, run.error_kind) == ("failed", "platform")
     assert "JETTY_REQUIRE_CGROUPS" in run.error
     assert Job.objects.get(run=run).attempts == 4  # the first try and three retries
+
+
+# Periodic tasks on their own queue.
+
+
+def test_every_periodic_task_goes_to_the_periodic_queue_that_workers_consume():
+    declared = {q.name for q in settings.CELERY_TASK_QUEUES}
+    assert declared == {Queue.DEFAULT, Queue.PERIODIC} and settings.CELERY_TASK_DEFAULT_QUEUE == Queue.DEFAULT
+    for name, entry in CELERY_BEAT_SCHEDULE.items():
+        assert entry["options"]["queue"] == Queue.PERIODIC, name
+        assert settings.CELERY_TASK_ROUTES[entry["task"]] == {"queue": Queue.PERIODIC}, name
+    assert "runs.tasks.execute_run" not in settings.CELERY_TASK_ROUTES
+
+
+QUEUE_FLAG = re.compile(r"(?:\s-Q|--queues)[= \"',]+([\w,.-]+)")
+
+
+def test_no_worker_command_leaves_out_the_periodic_queue():
+    """Workers consume both queues unless told otherwise: one given -Q without jetty-periodic would silently stop the
+    sweeps wherever it runs alone. Every place that starts workers (scripts, benchmarks, tests, docs) is read."""
+    places = [p for p in (ROOT / "scripts").iterdir() if p.is_file()]
+    places += [*ROOT.glob("bench/*.py"), *ROOT.glob("tests/**/*.py"), *ROOT.glob("docs/*.md"), ROOT / "README.md"]
+    places += [ROOT / "Makefile"]
+    flags = {}
+    for place in places:
+        text = place.read_text()
+        if place != Path(__file__) and "worker" in text:
+            flags[place.relative_to(ROOT)] = QUEUE_FLAG.findall(text)
+    for place, queues in flags.items():
+        assert all(Queue.PERIODIC in q.split(",") for q in queues), f"{place}: -Q {queues}"
+    assert Queue.PERIODIC.value in flags[Path("scripts/up")]  # the dedicated worker, and proof the pattern reads it
+
+
+def test_a_worker_started_as_the_tests_start_it_runs_beats_tasks_from_the_periodic_queue(
+    transactional_db, process_env, logs
+):
+    """Beat's message, with beat's options, reaches a worker started without -Q (the default consumes both)."""
+    from runs.tasks import sweep_webhooks
+
+    entry = CELERY_BEAT_SCHEDULE["sweep-webhooks"]
+    worker = servers.start_celery_worker(process_env, logs / "celery-worker-periodic.log")
+    try:
+        sweep_webhooks.apply_async(**{k: v for k, v in entry["options"].items() if k != "expires"})
+        servers.wait_until(
+            lambda: re.search(r"sweep_webhooks\[[\w-]+\] succeeded", worker.log.read_text()),
+            30,
+            "the periodic task",
+            worker.proc,
+            worker.log,
+        )
+    finally:
+        worker.stop()
+    log = worker.log.read_text()
+    assert re.search(r"jetty-periodic\s+exchange=celery\(direct\) key=jetty-periodic", log), log[-2000:]
