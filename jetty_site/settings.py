@@ -77,6 +77,24 @@ ALLOWED_HOSTS = [h for h in env_str("ALLOWED_HOSTS", "*").split(",") if h]
 CSRF_TRUSTED_ORIGINS = [o for o in env_str("CSRF_TRUSTED_ORIGINS").split(",") if o]
 PUBLIC_URL = env_str("JETTY_PUBLIC_URL", "http://127.0.0.1:8000").rstrip("/")
 
+# Behind a proxy that terminates TLS. The proxy must set X-Forwarded-Proto (and strip it from clients' requests).
+JETTY_HTTPS = env_bool("JETTY_HTTPS", False)
+if JETTY_HTTPS:
+    if not PUBLIC_URL.startswith("https://"):
+        raise ImproperlyConfigured(f"JETTY_HTTPS=true needs an https JETTY_PUBLIC_URL, got {PUBLIC_URL!r}")
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    SECURE_HSTS_SECONDS = env_int("JETTY_HSTS_SECONDS", 31536000)
+    SECURE_SSL_REDIRECT = env_bool("JETTY_SSL_REDIRECT", False)
+    # Sandboxes call the gateway over plain HTTP on the host (the unix socket, JETTY_SANDBOX_GATEWAY_URL) and
+    # balancers probe /healthz without TLS: a redirect would break both.
+    SECURE_REDIRECT_EXEMPT = [r"^v1/", r"^healthz$"]
+if PUBLIC_URL.startswith("https://"):
+    _public_origin = "https://" + PUBLIC_URL.removeprefix("https://").split("/", 1)[0]
+    if _public_origin not in CSRF_TRUSTED_ORIGINS:
+        CSRF_TRUSTED_ORIGINS.append(_public_origin)
+
 INSTALLED_APPS = [
     "daphne",
     "django.contrib.admin",
@@ -217,12 +235,20 @@ else:
         "data_folder_in": str(_broker_dir / "queue"),
         "data_folder_out": str(_broker_dir / "queue"),
         "processed_folder": str(_broker_dir / "processed"),
+        # Exchange tables (which queue a routing key reaches) beside the queue, not in the working directory.
+        "control_folder": str(_broker_dir / "control"),
         "store_processed": False,
         "polling_interval": 0.1,
     }
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 
-from runs.schedule import CELERY_BEAT_SCHEDULE  # noqa: E402,F401  (one file declares every periodic task)
+# One file declares every periodic task, the queues and the routes that send periodic tasks to their own queue.
+from runs.schedule import (  # noqa: E402,F401
+    CELERY_BEAT_SCHEDULE,
+    CELERY_TASK_DEFAULT_QUEUE,
+    CELERY_TASK_QUEUES,
+    CELERY_TASK_ROUTES,
+)
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["orgs.auth.BearerTokenAuthentication"],
@@ -301,6 +327,9 @@ JETTY_SANDBOX_MAX_LIMITS = {
     "pids": env_int("JETTY_SANDBOX_MAX_PIDS", 4096),
     "disk_mb": env_int("JETTY_SANDBOX_MAX_DISK_MB", 20480),
 }
+# bubblewrap sandboxes whose memory, pid and CPU cgroups cannot be made fail to start (a platform fault) instead of
+# running without limits. Docker applies its own limits.
+JETTY_REQUIRE_CGROUPS = env_bool("JETTY_REQUIRE_CGROUPS", False)
 # Where sandboxes reach the model gateway (with network on; network off goes through a unix socket relay).
 JETTY_SANDBOX_GATEWAY_URL = env_str("JETTY_SANDBOX_GATEWAY_URL", f"{PUBLIC_URL}/v1")
 # The pinned agent CLIs (scripts/install-agents), mounted read-only into every sandbox.
@@ -319,6 +348,12 @@ JETTY_FAULT_KILL_AFTER_STEP = env_str("JETTY_FAULT_KILL_AFTER_STEP", "")
 JETTY_WEBHOOK_MAX_ATTEMPTS = env_int("JETTY_WEBHOOK_MAX_ATTEMPTS", 6)
 JETTY_WEBHOOK_BACKOFF_S = env_float("JETTY_WEBHOOK_BACKOFF_S", 5.0)
 JETTY_WEBHOOK_TIMEOUT_S = env_float("JETTY_WEBHOOK_TIMEOUT_S", 10.0)
+# How late a delivery attempt may be before the sweeper sends it again (its message may have been lost with Redis).
+JETTY_WEBHOOK_RESEND_S = env_float("JETTY_WEBHOOK_RESEND_S", 600.0)
+# Finished runs older than this many days are deleted daily, with their files (0 keeps everything).
+JETTY_RETENTION_DAYS = env_int("JETTY_RETENTION_DAYS", 0)
+if JETTY_RETENTION_DAYS < 0:
+    raise ImproperlyConfigured("JETTY_RETENTION_DAYS must be 0 (off) or a number of days")
 JETTY_MAX_UPLOAD_BYTES = env_int("JETTY_MAX_UPLOAD_BYTES", 256 * 1024 * 1024)
 # The gateway's unix socket (daphne listens on it too): sandboxes with network off reach the gateway only here.
 # Network-on sandboxes share the host's network namespace (and reach its loopback services) instead of getting

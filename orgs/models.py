@@ -223,6 +223,7 @@ class AuditAction(models.TextChoices):
     PROVIDER_KEY_CHANGED = "provider_key.changed"
     PROVIDER_KEY_DELETED = "provider_key.deleted"
     ENVIRONMENT_CHANGED = "collection.environment_changed"
+    RUNS_PRUNED = "runs.pruned"
 
 
 class AuditEventQuerySet(models.QuerySet["AuditEvent"]):

@@ -100,7 +100,10 @@ def deliver_webhook(self, run_id: int, attempt: int = 1) -> bool:
 
     from .webhooks import deliver
 
-    if deliver(run_id, attempt):
+    delivered = deliver(run_id, attempt)
+    if delivered is None:  # delivered already, or this attempt was made by another message: nothing to follow
+        return False
+    if delivered:
         return True
     if attempt < settings.JETTY_WEBHOOK_MAX_ATTEMPTS:
         deliver_webhook.apply_async(
@@ -109,3 +112,28 @@ def deliver_webhook(self, run_id: int, attempt: int = 1) -> bool:
     else:
         logger.warning("webhook for run %s failed after %d attempts", run_id, attempt)
     return False
+
+
+@shared_task
+def sweep_webhooks() -> int:
+    """Send again the webhook deliveries whose message was lost: a first attempt or a retry that is long overdue."""
+    from .webhooks import overdue
+
+    late = overdue(timezone.now())
+    for run_id, attempt in late:
+        deliver_webhook.delay(run_id, attempt)
+    if late:
+        logger.warning("webhook sweeper re-sent %d delivery(ies)", len(late))
+    return len(late)
+
+
+@shared_task
+def prune_old_runs() -> int:
+    """Delete finished runs older than ``JETTY_RETENTION_DAYS`` (0, the default, keeps everything)."""
+    from .retention import prune
+
+    if settings.JETTY_RETENTION_DAYS <= 0:
+        return 0
+    report = prune(timezone.now() - timedelta(days=settings.JETTY_RETENTION_DAYS), actor_name="prune_old_runs")
+    logger.info("retention: %s", report.summary())
+    return report.runs

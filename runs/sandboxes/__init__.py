@@ -37,7 +37,9 @@ def create_sandbox(spec: SandboxSpec, backend: str | None = None) -> Sandbox:
     if name == "bubblewrap":
         from .bubblewrap import BubblewrapSandbox
 
-        return BubblewrapSandbox(spec, sandbox_root(), settings.JETTY_SANDBOX_USER)
+        return BubblewrapSandbox(
+            spec, sandbox_root(), settings.JETTY_SANDBOX_USER, require_cgroups=settings.JETTY_REQUIRE_CGROUPS
+        )
     raise SandboxUnavailable(f"unknown sandbox backend {name!r}")
 
 

@@ -54,7 +54,7 @@ def host_user(name: str) -> tuple[int, int] | None:
 class BubblewrapSandbox(Sandbox):
     backend = "bubblewrap"
 
-    def __init__(self, spec: SandboxSpec, root: Path, user: str):
+    def __init__(self, spec: SandboxSpec, root: Path, user: str, *, require_cgroups: bool = False):
         if shutil.which("bwrap") is None:
             raise SandboxUnavailable("bwrap is not installed (apt-get install bubblewrap)")
         super().__init__(spec, root)
@@ -73,6 +73,11 @@ class BubblewrapSandbox(Sandbox):
         self.cgroup = Cgroup(
             f"{spec.name}", memory_mb=spec.limits.memory_mb, pids=spec.limits.pids, cpus=spec.limits.cpus
         )
+        if require_cgroups and not self.cgroup.enforced:
+            super().destroy()
+            raise SandboxUnavailable(
+                f"cgroup limits could not be applied and JETTY_REQUIRE_CGROUPS is set: {self.cgroup.problem}"
+            )
 
     def bwrap_argv(self, argv: list[str], env: dict[str, str], info_fd: int | None = None) -> list[str]:
         args = [

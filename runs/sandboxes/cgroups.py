@@ -1,7 +1,7 @@
 """Per-sandbox cgroups for memory, pids and CPU, on cgroup v1 (this machine) or v2.
 
 If neither hierarchy is writable the sandbox still runs, without kernel-enforced limits; ``Cgroup.enforced``
-says which it got, and the run records it.
+says which it got and ``Cgroup.problem`` why not. With ``JETTY_REQUIRE_CGROUPS`` the sandbox refuses to start instead.
 """
 
 from __future__ import annotations
@@ -63,16 +63,21 @@ class Cgroup:
         self.version = version()
         self.dirs: list[Path] = []
         self.enforced = False
+        self.problem = ""
         try:
             if self.version == 1:
                 self._make_v1(memory_mb, pids, cpus)
             elif self.version == 2:
                 self._make_v2(memory_mb, pids, cpus)
+            else:
+                self.problem = f"no cgroup v1 or v2 hierarchy with the memory and pids controllers under {ROOT}"
             self.enforced = bool(self.dirs)
         except OSError as exc:
-            logger.warning("cgroup limits unavailable for %s: %s", name, exc)
+            self.problem = str(exc)
             self.remove()
             self.dirs = []
+        if self.problem:
+            logger.warning("cgroup limits unavailable for %s: %s", name, self.problem)
 
     def _make_v1(self, memory_mb: int, pids: int, cpus: float) -> None:
         memory = ROOT / "memory" / _own_v1_path("memory") / PARENT / self.name
