@@ -123,8 +123,10 @@ def test_strict_cgroups_refuse_a_host_without_a_cgroup_hierarchy(tmp_path, monke
         create_sandbox(SandboxSpec(name="bare-a1"), backend="bubblewrap")
 
 
-def test_a_run_whose_limits_cannot_be_applied_fails_as_a_platform_fault(broken_cgroups, settings, alice):
+def test_a_run_whose_limits_cannot_be_applied_fails_as_a_platform_fault(broken_cgroups, settings, alice, tmp_path):
     settings.JETTY_REQUIRE_CGROUPS = True
+    settings.JETTY_GATEWAY_SOCKET = str(tmp_path / "gw.sock")  # present: the sandbox is what fails
+    (tmp_path / "gw.sock").touch()
     run = Run.objects.create(org=alice.org, task="strict", kind="agent", status="queued", model="scripted/default")
     Job.objects.create(run=run, org=alice.org, runbook="# Objective\nsay hi\n")
     execute_run.apply(args=(run.pk,))  # retried in place (eager), then given up on
