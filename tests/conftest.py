@@ -12,7 +12,7 @@ from django.contrib.auth import get_user_model
 from django.db import connection
 
 from orgs.models import ApiToken, Membership, Org, ProviderKey, Role
-from tests.support import servers
+from tests.support import secrets_scan, servers
 from tests.support.generic_clis import GENERIC_CLIS
 from trajectories.models import Run
 
@@ -208,6 +208,17 @@ def wait_for_run(public_id: str, timeout: float = 10.0) -> Run:
             return run
         time.sleep(0.05)
     raise AssertionError(f"run {public_id} was not recorded within {timeout}s")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_teardown(item, nextitem):
+    """Before a test's rows are flushed, scan everything it stored for credentials (tests/support/secrets_scan.py)."""
+    uses_database = {"db", "transactional_db"} & set(getattr(item, "fixturenames", ())) or item.get_closest_marker(
+        "django_db"
+    )
+    if uses_database:
+        secrets_scan.scan_database(item.nodeid)
+    yield
 
 
 def pytest_configure(config):

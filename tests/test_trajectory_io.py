@@ -720,3 +720,24 @@ def test_a_codex_session_rollout_imports_as_the_commands_the_adapter_saw(alice, 
     assert next(p for k, p in events if k == "agent.message")["role"] == "system"
     report = response.json()["report"]
     assert report["unmapped"] == [] and any("token_count" in note for note in report["notes"])
+
+
+def test_credentials_are_redacted_from_every_stored_event_and_error(db):
+    from orgs.models import Org
+    from trajectories.actions import EventRecord, append_events, move_run
+    from trajectories.models import Run
+
+    org = Org.objects.create(name="redact")
+    run = Run.objects.create(org=org, task="t", kind="agent", status="queued")
+    api, sandbox = "jty_" + "A" * 43, "jrt_" + "b-_" * 15
+    append_events(
+        run.pk,
+        [EventRecord(kind="command", ts=1.0, payload={"output": f"TOKEN={sandbox}\n", "argv": [api, "jty_short"]})],
+    )
+    move_run(run.pk, "running")
+    move_run(run.pk, "failed", error_kind="user", error=f"bad {api}")
+    stored = list(run.events.order_by("seq").values_list("payload", flat=True))
+    assert stored[0] == {"output": "TOKEN=[secret:run-token]\n", "argv": ["[secret:api-token]", "jty_short"]}
+    assert stored[-1]["error"] == "bad [secret:api-token]"
+    run.refresh_from_db()
+    assert run.error == "bad [secret:api-token]"

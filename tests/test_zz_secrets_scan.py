@@ -1,17 +1,21 @@
-"""Last in the session (by name): everything the session's servers logged is scanned for credentials. Org API
-tokens (``jty_…``), sandbox run tokens (``jrt_…``), the provider key the tests configure and the collection
-secrets of the stored-run tests must never reach a log line of daphne or a Celery worker, whatever the tests
-before did (failed runs, bad requests, crashes included)."""
+"""Last in the session (by name): credentials must never reach a log line of daphne or a Celery worker, a stored
+row, an export or a webhook body, whatever the tests before did (failed runs, bad requests, crashes, escape
+attempts included). The credentials: org API tokens (``jty_…``), sandbox run tokens (``jrt_…``), the provider key
+the tests configure and the collection and caller secrets of the stored-run tests.
+
+Logs are scanned here, once; the database, exports and webhook bodies after each test, before its rows are
+flushed (``conftest.pytest_runtest_teardown``, ``tests/support/secrets_scan.py``)."""
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
+import pytest
+
+from tests.support.secrets_scan import CREDENTIALS, KNOWN, TALLY
 from tests.test_stored_runs import CALLER_SECRET, COLLECTION_SECRET
 
-CREDENTIALS = re.compile(r"\b(?:jty|jrt)_[A-Za-z0-9_-]{40,}")
-KNOWN = ("sk-upstream-secret-0123456789", COLLECTION_SECRET, CALLER_SECRET, "unused-secret-123")
+assert {CALLER_SECRET, COLLECTION_SECRET} <= set(KNOWN)
 
 
 def test_no_credential_reached_any_server_log(logs: Path, jetty_server, worker_process):
@@ -33,3 +37,14 @@ def test_the_access_log_redacts_keys_sent_in_the_query():
     assert (
         SECRET_QUERY.sub(r"\1[redacted]", line) == "POST /v1beta/models/m:generateContent?alt=sse&key=[redacted] HTTP"
     )
+
+
+def test_no_credential_was_stored_exported_or_sent_in_a_webhook():
+    if TALLY.scans == 0:
+        pytest.skip("runs with the suite: no test before this one stored anything")
+    assert TALLY.found == [], TALLY.found[:20]
+    print(
+        f"scanned after {TALLY.scans} tests: {TALLY.rows} rows, {TALLY.exports} runs exported four ways, "
+        f"{TALLY.webhook_bodies} webhook bodies"
+    )
+    assert TALLY.rows > 0 and TALLY.exports > 0
