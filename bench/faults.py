@@ -1,8 +1,10 @@
-"""Faults under load: many agent runs in flight on two Celery workers while the workers are SIGKILLed and
-restarted and sandboxes are killed from outside. Afterwards every run must be in a final state, every run's
-events gap-free (1..last_seq) with one final state event, and no sandbox left behind. Prints the counts.
+"""Faults under load: many agent runs and workflows in flight on two Celery workers while the workers are
+SIGKILLed and restarted and sandboxes are killed from outside (and, with --restart-services, Redis and PostgreSQL
+are restarted). Each workflow runs an agent step, fans out to two child workflows with an agent step each, and
+fans in. Afterwards every run (agent, workflow, child) must be in a final state, every run's events gap-free
+(1..last_seq) with one final state event, and no sandbox left behind. Prints the counts.
 
-    .venv/bin/python bench/faults.py [--runs 40] [--kill-every 12]
+    .venv/bin/python bench/faults.py [--runs 40] [--workflows 10] [--kill-every 12]
 
 Uses DATABASE_URL/REDIS_URL when set (PostgreSQL and Redis, as in production); the embedded defaults otherwise.
 The benchmark process plays Celery beat: it runs the sweeper every few seconds.
@@ -41,8 +43,10 @@ import httpx  # noqa: E402
 from django.core.management import call_command  # noqa: E402
 from django.db.models import Count, Max  # noqa: E402
 
-from orgs.models import ApiToken, Org  # noqa: E402
+from orgs.auth import Principal  # noqa: E402
+from orgs.models import ApiToken, Collection, Org  # noqa: E402
 from runs.models import Job  # noqa: E402
+from runs.stored import push_version  # noqa: E402
 from runs.tasks import sweep_runs  # noqa: E402
 from tests.support import servers  # noqa: E402
 from trajectories.models import FINAL_STATUSES, Event, Run  # noqa: E402
@@ -69,6 +73,30 @@ sleep 2 && echo waited >> /app/results/log.txt
 sleep 1 && echo done >> /app/results/log.txt && cat /app/results/log.txt
 ```
 """
+
+
+def agent_step(allow_failure: bool = True) -> dict:
+    params = {"runbook": RUNBOOK, "network": "off", "timeout_s": 120, "allow_failure": allow_failure}
+    return {"type": "runbook", "params": params}
+
+
+def push_workflows(org: Org) -> Collection:
+    """A workflow that works, fans out to two child workflows and fans in; each agent step may be a killed one."""
+    collection = Collection.objects.create(org=org, name="faults")
+    principal = Principal(org=org, token=None, collection=collection, prefix="bench")
+    child = {"steps": ["work"], "step_configs": {"work": agent_step()}}
+    push_version(principal, collection, "faults-child", kind="workflow", workflow=child)
+    fan = {"items": ["a", "b"], "task": "faults-child", "allow_failures": True}
+    parent = {
+        "steps": ["work", "fan", "done"],
+        "step_configs": {
+            "work": agent_step(),
+            "fan": {"type": "list_emit_await", "params": fan},
+            "done": {"type": "text_template", "params": {"template": "{{ fan.outputs.succeeded }} children succeeded"}},
+        },
+    }
+    push_version(principal, collection, "faults-wf", kind="workflow", workflow=parent)
+    return collection
 
 
 def sandbox_pids() -> list[int]:
@@ -107,6 +135,7 @@ def restart_postgres() -> None:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=40)
+    parser.add_argument("--workflows", type=int, default=10, help="workflows, each with three agent runs in it")
     parser.add_argument("--kill-every", type=float, default=12, help="seconds between worker SIGKILLs")
     parser.add_argument("--timeout", type=float, default=600)
     parser.add_argument("--restart-services", action="store_true", help="restart Redis and PostgreSQL mid-load")
@@ -118,6 +147,7 @@ def main() -> None:
     os.chmod(WORK / "sandboxes", 0o755)
     org = Org.objects.create(name=f"faults-{int(time.time())}")
     _, token = ApiToken.generate(org, name="faults")
+    push_workflows(org)
     env = dict(os.environ)
     port = servers.free_port()
     env.update({"JETTY_PUBLIC_URL": f"http://127.0.0.1:{port}", "JETTY_GATEWAY_SOCKET": str(WORK / "run" / "gw.sock")})
@@ -135,6 +165,9 @@ def main() -> None:
                     "jetty": {"runbook": True, "async": True, "network": "off", "timeout_s": 120},
                 }
                 response = http.post("/v1/chat/completions", json=body)
+                response.raise_for_status()
+            for i in range(args.workflows):
+                response = http.post("/api/v1/run/faults/faults-wf", json={"init_params": {"n": i}})
                 response.raise_for_status()
         last_kill = last_sweep = time.monotonic()
         while time.monotonic() - started < args.timeout:
@@ -178,8 +211,15 @@ def main() -> None:
         for worker in workers:
             worker.stop()
         web.stop()
-    runs = Run.objects.filter(org=org, kind="agent")
+    runs = Run.objects.filter(org=org)
     statuses = Counter(runs.values_list("status", flat=True))
+    by_kind = {
+        f"{kind} runs{' (workflow children)' if child else ''}": dict(
+            Counter(runs.filter(kind=kind, parent__isnull=not child).values_list("status", flat=True))
+        )
+        for kind in ("agent", "workflow")
+        for child in (False, True)
+    }
     gaps = doubled = 0
     for run in runs.annotate(n=Count("events"), top=Max("events__seq")):
         gaps += run.n != run.top or run.top != run.last_seq
@@ -196,6 +236,7 @@ def main() -> None:
         "runs": runs.count(),
         "final": sum(statuses[s] for s in FINAL_STATUSES),
         "statuses": dict(statuses),
+        "statuses_by_kind": {k: v for k, v in by_kind.items() if v},
         "worker_sigkills": kills,
         "sandbox_kills": sandbox_kills,
         "service_restarts": service_restarts,

@@ -178,3 +178,28 @@ def test_limits_are_bounded_by_the_server(settings):
         check_limits({"pids": True})
     limits = sandbox_limits({"pids": 64}, wall_s=30)
     assert (limits.pids, limits.memory_mb, limits.cpus, limits.disk_mb, limits.wall_s) == (64, 2048, 1.0, 4096, 30)
+
+
+def test_a_stored_runbooks_limits_reach_its_run_and_the_caller_may_override_them(settings):
+    from orgs.api_errors import ApiError
+    from runs.stored import runbook_request
+
+    text = GOOD.replace("evaluation: programmatic", "evaluation: programmatic\nlimits: {pids: 64, memory_mb: 256}", 1)
+
+    def request(**overrides):
+        return runbook_request(
+            text,
+            {"name": "x"},
+            task="t",
+            collection_id=None,
+            secrets={"API_TOKEN": "t0ken"},
+            env={},
+            overrides=overrides,
+        )
+
+    assert request().limits == {"pids": 64, "memory_mb": 256}
+    assert request(limits={"memory_mb": 512}).limits == {"pids": 64, "memory_mb": 512}
+    settings.JETTY_SANDBOX_MAX_LIMITS = {**settings.JETTY_SANDBOX_MAX_LIMITS, "pids": 32}
+    with pytest.raises(ApiError) as refused:
+        request()
+    assert refused.value.status == 400 and "pids" in str(refused.value)
