@@ -117,6 +117,9 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=float, default=180)
     parser.add_argument("--clients", type=int, default=16)
+    parser.add_argument(
+        "--rate-limit", choices=["counted", "off"], default="counted", help="off: measure without the limiter"
+    )
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "load.json"))
     args = parser.parse_args()
     call_command("migrate", verbosity=0)
@@ -126,7 +129,8 @@ def main() -> None:
     port = servers.free_port()
     env.update({"JETTY_PUBLIC_URL": f"http://127.0.0.1:{port}", "JETTY_SANDBOX_BACKEND": "bubblewrap"})
     env["JETTY_GATEWAY_SOCKET"] = str(WORK / "run" / "gw.sock")
-    env["JETTY_RATE_LIMIT_REQUESTS"] = str(10**9)  # one token for all clients: counted (cost measured), never refused
+    # One token for all clients: counted (its cost measured) but never refused, or the limiter off altogether.
+    env["JETTY_RATE_LIMIT_REQUESTS"] = str(10**9) if args.rate_limit == "counted" else "0"
     web = servers.start_daphne(env, WORK / "web.log", port)
     worker = servers.start_celery_worker(env, WORK / "worker.log")
     try:
@@ -145,6 +149,7 @@ def main() -> None:
         web.stop()
         worker.stop()
     report = {"seconds": args.seconds, "clients": args.clients, "database": env.get("DATABASE_URL", "sqlite")}
+    report["rate_limit"] = args.rate_limit
     rows = []
     for name, values in sorted(results.items()):
         latencies = [v[0] for v in values]

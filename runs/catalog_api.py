@@ -390,6 +390,7 @@ RUN_REQUEST = {
             "webhook_secret": {"type": "string"},
             "model": {"type": "string"},
             "agent": {"type": "string"},
+            "limits": {"type": "string", "description": "JSON object: any of cpus, memory_mb, pids, disk_mb"},
             "version": {"type": "integer"},
         },
     },
