@@ -166,6 +166,7 @@ def _is_json(response: HttpResponse) -> bool:
 
 # A JSON string escape of a UTF-16 surrogate; json.loads pairs them up, and any left alone cannot be stored or sent.
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+_NUL_ESCAPE = re.compile(rb"\\u0000")
 
 
 def _no_constant(name: str) -> None:
@@ -186,8 +187,10 @@ def _deeper_than(value: Any, limit: int) -> bool:
     return False
 
 
-def load_json(raw: bytes | str, what: str = "the JSON body of your request") -> Any:
-    """Parse JSON from a client: any defect is a 400, never an internal error further on."""
+def load_json(raw: bytes | str, what: str = "the JSON body of your request", *, allow_nul: bool = False) -> Any:
+    """Parse JSON from a client: any defect is a 400, never an internal error further on. NUL characters are one
+    (PostgreSQL cannot store them) unless ``allow_nul``: the gateway forwards them and its recorder replaces them,
+    and trajectories ingested from elsewhere keep them as U+FFFD."""
     try:
         value = json.loads(raw, parse_constant=_no_constant)
     except (ValueError, UnicodeDecodeError) as exc:
@@ -202,11 +205,26 @@ def load_json(raw: bytes | str, what: str = "the JSON body of your request") -> 
             json.dumps(value, ensure_ascii=False).encode()
         except UnicodeEncodeError:
             raise ApiError(400, f"We could not parse {what}: it holds a lone UTF-16 surrogate", code="invalid_json")
+    if not allow_nul and _NUL_ESCAPE.search(text) and holds_nul(value):
+        raise ApiError(400, f"{what[0].upper()}{what[1:]} holds a NUL character (\\u0000)", code="invalid_value")
     return value
 
 
+def holds_nul(value: Any) -> bool:
+    """Whether a NUL character is anywhere in the value (keys included)."""
+    """Whether a NUL character is anywhere in the value (keys included)."""
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, list):
+        return any(holds_nul(v) for v in value)
+    if isinstance(value, dict):
+        return any(holds_nul(k) or holds_nul(v) for k, v in value.items())
+    return False
+
+
 def parse_json_body(raw: bytes) -> dict[str, Any]:
-    body = load_json(raw)
+    """A gateway request's body: NUL characters pass (they go to the provider; the recorder replaces them)."""
+    body = load_json(raw, allow_nul=True)
     if not isinstance(body, dict):
         raise ApiError(400, "The request body must be a JSON object", code="invalid_json")
     return body

@@ -2,7 +2,7 @@
 sandbox run tokens (``jrt_``), each a prefix and 43 URL-safe characters.
 
 An agent that prints its environment, or writes its run token to a file the workspace watcher diffs, would
-otherwise put a live credential into its trajectory; every event is stored through ``redact_credentials``.
+otherwise put a live credential into its trajectory; every event and run error is stored through ``storable``.
 """
 
 from __future__ import annotations
@@ -14,14 +14,19 @@ CREDENTIAL = re.compile(r"\b(jty|jrt)_[A-Za-z0-9_-]{40,}")
 LABELS = {"jty": "[secret:api-token]", "jrt": "[secret:run-token]"}
 
 
-def redact_credentials(value: Any) -> Any:
-    """The value with every credential-shaped string replaced, however deep in lists and dicts."""
+def redact_text(text: str) -> str:
+    if "_" not in text or not ("jty_" in text or "jrt_" in text):
+        return text  # the common case, without a regex pass
+    return CREDENTIAL.sub(lambda m: LABELS[m.group(1)], text)
+
+
+def storable(value: Any) -> Any:
+    """The value as it may be stored: credentials redacted, and NUL characters (which PostgreSQL's text and jsonb
+    cannot hold) replaced with U+FFFD, in keys and strings however deep in lists and dicts."""
     if isinstance(value, str):
-        if "_" not in value or not ("jty_" in value or "jrt_" in value):
-            return value  # the common case, without a regex pass
-        return CREDENTIAL.sub(lambda m: LABELS[m.group(1)], value)
+        return redact_text(value.replace("\x00", "\ufffd") if "\x00" in value else value)
     if isinstance(value, list):
-        return [redact_credentials(v) for v in value]
+        return [storable(v) for v in value]
     if isinstance(value, dict):
-        return {k: redact_credentials(v) for k, v in value.items()}
+        return {storable(k): storable(v) for k, v in value.items()}
     return value

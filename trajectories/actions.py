@@ -15,7 +15,7 @@ from django.core.files.base import ContentFile
 from django.db import transaction
 
 from orgs.models import Org
-from orgs.redaction import redact_credentials
+from orgs.redaction import storable
 
 from .models import Artifact, Event, Label, LabelChange, Run, RunQuerySet
 
@@ -115,7 +115,7 @@ def _run_row(r: RunRecord) -> Run:
         agent=r.agent,
         snapshot=r.snapshot,
         error_kind=r.error_kind,
-        error=redact_credentials(r.error),
+        error=storable(r.error),
         prompt_tokens=r.prompt_tokens,
         completion_tokens=r.completion_tokens,
         total_tokens=r.total_tokens,
@@ -136,7 +136,7 @@ def _event_row(run: Run, seq: int, e: EventRecord) -> Event:
         kind=e.kind,
         span=e.span,
         ts=_ts(e.ts),
-        payload=redact_credentials(e.payload),
+        payload=storable(e.payload),
         model=e.model,
         provider=e.provider,
         prompt_tokens=e.prompt_tokens,
@@ -164,7 +164,7 @@ def move_run(run_id: int, status: str, *, error_kind: str = "", error: str = "",
     """Move a run through its state machine and record the change as an event, in one transaction."""
     import time
 
-    error = redact_credentials(error)
+    error = storable(error)
     with transaction.atomic():
         run = Run.objects.select_for_update().get(pk=run_id)
         run.move_to(status)

@@ -12,7 +12,7 @@ from typing import Any
 from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
 
-from orgs.api_errors import ApiError
+from orgs.api_errors import ApiError, holds_nul
 from trajectories.actions import run_group
 from trajectories.models import FINAL_STATUSES, Event, Run
 
@@ -49,6 +49,8 @@ def render_runbook(runbook: str, variables: dict[str, Any], param: str = "jetty.
 
 
 def parse(request: ChatRequest, caller: Caller) -> AgentRequest:
+    if holds_nul(request.body):  # a passthrough call may carry them; a run's stored runbook and settings cannot
+        raise _bad("An agent run's messages and `jetty` block must not hold NUL characters (\\u0000)", "messages")
     jetty = request.body.get("jetty") or {}
     messages = request.body["messages"]
     runbook = next((m.get("content") for m in messages if m.get("role") in ("system", "developer")), None)
