@@ -6,11 +6,13 @@ A sandbox owns a host folder laid out as the agent sees ``/app``: ``assets/`` (r
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import threading
 import time
 from abc import ABC, abstractmethod
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,8 +21,10 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from .network import SandboxNetwork
 
+logger = logging.getLogger(__name__)
+
 GATEWAY_SOCKET = "/run/jetty/gateway.sock"
-PIDS_AT_LIMIT_S = 3  # seconds a sandbox may sit at its process limit before it is ended
+PIDS_AT_LIMIT_S, PIDS_WINDOW_S = 3, 5  # a sandbox at its process limit for 3 of 5 seconds is ended
 RESOLV_CONF = "nameserver 10.0.2.3\noptions timeout:2 attempts:2\n"  # slirp4netns's DNS forwarder
 
 
@@ -104,26 +108,35 @@ class Execution(ABC):
         its process limit for a few seconds (the kernel refuses the forks, and a fork bomb would otherwise spin
         until the wall time)."""
         limits = self.sandbox.spec.limits
-        at_limit, memory_kills = 0, self.sandbox.memory_kills()
+        self._memory_kills, self._refusals = self.sandbox.memory_kills(), self.sandbox.fork_refusals()
+        self._pressed: deque[bool] = deque(maxlen=PIDS_WINDOW_S)
         while not self._done.wait(1.0):
             if time.monotonic() - self.started > limits.wall_s:
                 self.timed_out = True
                 self.kill()
                 return
-            if dir_size_mb(self.sandbox.workspace) > limits.disk_mb:
-                self.disk_exceeded = True
+            try:
+                exceeded = self._over_a_limit(limits)
+            except Exception:  # a look that fails must not end the watch, or the wall time with it
+                logger.exception("sandbox %s: could not read its usage", self.sandbox.spec.name)
+                continue
+            if exceeded:
+                setattr(self, exceeded, True)
                 self.kill()
                 return
-            if self.sandbox.memory_kills() > memory_kills:
-                self.memory_exceeded = True  # the run has failed already: end it now, not at the agent's leisure
-                self.kill()
-                return
-            processes = self.sandbox.processes()
-            at_limit = at_limit + 1 if processes is not None and processes >= limits.pids else 0
-            if at_limit >= PIDS_AT_LIMIT_S:
-                self.pids_exceeded = True
-                self.kill()
-                return
+
+    def _over_a_limit(self, limits: Limits) -> str | None:
+        """The flag of the limit the sandbox is over (disk, memory, processes), or None."""
+        if dir_size_mb(self.sandbox.workspace) > limits.disk_mb:
+            return "disk_exceeded"
+        if self.sandbox.memory_kills() > self._memory_kills:
+            return "memory_exceeded"  # the run has failed already: end it now, not at the agent's leisure
+        # At the limit: full now, or forks refused since the last look. A fork bomb's count swings (bash backs off
+        # and gives up, processes die, others fork), so a look can fall in a dip: most of a window counts.
+        processes, refused = self.sandbox.processes(), self.sandbox.fork_refusals()
+        self._pressed.append((processes is not None and processes >= limits.pids) or refused > self._refusals)
+        self._refusals = refused
+        return "pids_exceeded" if sum(self._pressed) >= PIDS_AT_LIMIT_S else None
 
     def outcome(self, exit_code: int | None, oom_killed: bool, stderr_tail: str) -> Outcome:
         """How the process ended, with what the watchdog and kill() saw."""
@@ -204,6 +217,10 @@ class Sandbox(ABC):
 
     def memory_kills(self) -> int:
         """How many of the sandbox's processes its memory limit has killed so far (0 when it cannot tell)."""
+        return 0
+
+    def fork_refusals(self) -> int:
+        """How many forks the sandbox's pids limit has refused so far (0 when it cannot tell)."""
         return 0
 
     @abstractmethod

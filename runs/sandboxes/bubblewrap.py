@@ -173,6 +173,9 @@ class BubblewrapSandbox(Sandbox):
     def memory_kills(self) -> int:
         return self.cgroup.oom_kills()
 
+    def fork_refusals(self) -> int:
+        return self.cgroup.fork_refusals()
+
     def destroy(self) -> None:
         self.cgroup.remove()
         super().destroy()

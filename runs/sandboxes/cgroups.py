@@ -44,15 +44,16 @@ def read_count(path: Path) -> int | None:
         return None
 
 
-def oom_kill_count(path: Path) -> int:
-    """The ``oom_kill`` counter of a ``memory.oom_control`` (v1) or ``memory.events`` (v2) file."""
+def event_count(path: Path, name: str) -> int:
+    """One counter of a flat-keyed cgroup file (``memory.oom_control``/``memory.events``: ``oom_kill``;
+    ``pids.events``: ``max``), 0 when it is not there."""
     try:
         lines = path.read_text().splitlines()
     except OSError:
         return 0
     for line in lines:
         key, _, value = line.partition(" ")
-        if key == "oom_kill":
+        if key == name:
             return int(value)
     return 0
 
@@ -144,7 +145,7 @@ class Cgroup:
     def oom_kills(self) -> int:
         """How many processes the memory limit has killed so far."""
         return sum(
-            oom_kill_count(directory / name)
+            event_count(directory / name, "oom_kill")
             for directory in self.dirs
             for name in ("memory.oom_control", "memory.events")
             if (directory / name).exists()
@@ -157,6 +158,13 @@ class Cgroup:
             if current.exists():
                 return read_count(current)
         return None
+
+    def fork_refusals(self) -> int:
+        """How many forks the pids limit has refused so far (``max`` in ``pids.events``)."""
+        for directory in self.dirs:
+            if (directory / "pids.events").exists():
+                return event_count(directory / "pids.events", "max")
+        return 0
 
     def kill_all(self) -> None:
         for directory in self.dirs:

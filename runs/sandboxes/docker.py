@@ -19,7 +19,7 @@ from docker.types import Mount
 
 from .base import GATEWAY_SOCKET, Execution, Outcome, Sandbox, SandboxSpec, SandboxUnavailable
 from .bubblewrap import host_user
-from .cgroups import ROOT, oom_kill_count, read_count
+from .cgroups import ROOT, event_count, read_count
 from .network import SandboxNetwork, waiting_for_network
 
 LABEL = "jetty.sandbox"
@@ -138,7 +138,11 @@ class DockerSandbox(Sandbox):
 
     def memory_kills(self) -> int:
         path = self._cgroup_file("memory", "memory.oom_control") or self._cgroup_file("memory", "memory.events")
-        return oom_kill_count(path) if path else 0
+        return event_count(path, "oom_kill") if path else 0
+
+    def fork_refusals(self) -> int:
+        path = self._cgroup_file("pids", "pids.events")
+        return event_count(path, "max") if path else 0
 
     def destroy(self) -> None:
         if self.container is not None:
