@@ -29,7 +29,7 @@ from .actions import end_run
 from .agents import Agent, Mission, agent_for, sanitise
 from .limits import limit_error, sandbox_limits
 from .models import Job, RunToken, Upload
-from .sandboxes import Outcome, SandboxSpec, create_sandbox, destroy_leftovers
+from .sandboxes import Outcome, SandboxSpec, SandboxUnavailable, create_sandbox, destroy_leftovers
 from .sandboxes.base import GATEWAY_SOCKET
 from .secrets import Masker
 from .timeline import Timeline, flush_pending_calls
@@ -164,7 +164,10 @@ def execute(run_id: int) -> None:
                 append_events(run.pk, [EventRecord(kind="log", ts=time.time(), payload=warning)])
         argv = launch.argv if host_network else with_gateway_relay(launch.argv)
         # The collection's variables and the secrets the runbook declares; the agent's own settings win.
-        execution = sandbox.start(argv, {**job.env, **job.secrets, **launch.env})
+        try:
+            execution = sandbox.start(argv, {**job.env, **job.secrets, **launch.env})
+        except SandboxUnavailable as exc:  # its network could not be attached, say: another attempt may work
+            raise PlatformError(f"could not start the sandbox: {exc}") from exc
         heartbeat = Heartbeat(job.pk, execution.kill)
         heartbeat.start()
         Timeline(run.pk, agent, sandbox.workspace, Masker(job.secrets)).follow(execution.lines())

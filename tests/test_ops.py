@@ -136,6 +136,24 @@ def test_a_run_whose_limits_cannot_be_applied_fails_as_a_platform_fault(broken_c
     assert Job.objects.get(run=run).attempts == 4  # the first try and three retries
 
 
+def test_a_run_whose_network_cannot_be_attached_is_retried_as_a_platform_fault(settings, alice, tmp_path, monkeypatch):
+    from runs.sandboxes import network
+
+    monkeypatch.setattr(network, "BLOCKED", (*network.BLOCKED, "not-a-network"))
+    settings.JETTY_SANDBOX_ROOT = settings.VAR_DIR / "test-sandboxes" / tmp_path.name  # reachable by the sandbox user
+    settings.JETTY_SANDBOX_BACKEND = "bubblewrap"
+    settings.JETTY_GATEWAY_SOCKET = str(tmp_path / "gw.sock")
+    (tmp_path / "gw.sock").touch()
+    run = Run.objects.create(org=alice.org, task="net", kind="agent", status="queued", model="scripted/default")
+    Job.objects.create(run=run, org=alice.org, runbook="# Objective\nsay hi\n", network=True)
+    execute_run.apply(args=(run.pk,))  # retried in place (eager), then given up on
+    run.refresh_from_db()
+    assert (run.status, run.error_kind) == ("failed", "platform")
+    assert "could not start the sandbox: could not set the sandbox's routes" in run.error
+    assert Job.objects.get(run=run).attempts == 4
+    assert not list(Path(settings.JETTY_SANDBOX_ROOT).glob(f"{run.public_id}-*"))  # each attempt cleaned up
+
+
 # Periodic tasks on their own queue.
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from runs.sandboxes import Limits, SandboxSpec, create_sandbox
+from runs.sandboxes import Limits, SandboxSpec, SandboxUnavailable, create_sandbox, network
 from runs.sandboxes.network import host_networks
 
 BACKENDS = ["bubblewrap", "docker"]
@@ -125,6 +125,15 @@ def test_network_on_means_the_internet_but_nothing_of_the_host(make):
     except OSError:
         return  # this host has no way out either: nothing more to compare
     assert lines[-1] == "internet"
+
+
+def test_a_network_that_cannot_be_attached_stops_the_sandbox_before_the_agent_runs(make, monkeypatch):
+    monkeypatch.setattr(network, "BLOCKED", (*network.BLOCKED, "not-a-network"))
+    sandbox = make(network=True)
+    with pytest.raises(SandboxUnavailable, match="could not set the sandbox's routes"):
+        sandbox.start(["/bin/bash", "-c", "echo ran > /app/results/ran.txt"])
+    time.sleep(0.5)
+    assert not sandbox.alive() and not (sandbox.results / "ran.txt").exists()
 
 
 def test_memory_over_the_limit_ends_as_a_user_error(make):

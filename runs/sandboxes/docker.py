@@ -17,9 +17,10 @@ import docker
 from docker.errors import DockerException, ImageNotFound, NotFound
 from docker.types import Mount
 
+from . import cgroups
 from .base import GATEWAY_SOCKET, Execution, Outcome, Sandbox, SandboxSpec, SandboxUnavailable
 from .bubblewrap import host_user
-from .cgroups import ROOT, event_count, read_count
+from .cgroups import event_count, read_count
 from .network import SandboxNetwork, waiting_for_network
 
 LABEL = "jetty.sandbox"
@@ -126,7 +127,8 @@ class DockerSandbox(Sandbox):
         """One of the container's cgroup files (cgroupfs driver: ``docker/<id>``; systemd: ``docker-<id>.scope``)."""
         if self.container is None:
             return None
-        for parent in (ROOT / controller / "docker", ROOT / "docker", ROOT / "system.slice"):
+        root = cgroups.ROOT  # looked up now, not at import
+        for parent in (root / controller / "docker", root / "docker", root / "system.slice"):
             for group in (self.container.id, f"docker-{self.container.id}.scope"):
                 if (parent / group / name).exists():
                     return parent / group / name

@@ -43,7 +43,10 @@ def waiting_for_network(argv: list[str]) -> list[str]:
 
 def host_networks() -> list[str]:
     """The host's own global IPv4 addresses and the subnets they sit on: nothing a sandbox should reach."""
-    found = subprocess.run(["ip", "-4", "-o", "addr", "show", "scope", "global"], capture_output=True, text=True)
+    try:
+        found = subprocess.run(["ip", "-4", "-o", "addr", "show", "scope", "global"], capture_output=True, text=True)
+    except FileNotFoundError:
+        raise SandboxUnavailable("network-on sandboxes need `ip` (apt-get install iproute2)") from None
     networks: set[str] = set()
     for line in found.stdout.splitlines():
         fields = line.split()
@@ -59,36 +62,53 @@ class SandboxNetwork:
     def __init__(self, pid: int):
         self._closing = threading.Lock()
         netns = f"/proc/{pid}/ns/net"
-        routes = [*BLOCKED, *host_networks()]
-        script = "; ".join(f"ip route add prohibit {net}" for net in routes)
-        made = subprocess.run(["nsenter", f"--net={netns}", "/bin/sh", "-ec", script], capture_output=True, text=True)
-        if made.returncode != 0:
-            raise SandboxUnavailable(f"could not set the sandbox's routes: {made.stderr.strip()[:300]}")
-        ready_r, ready_w = os.pipe()
-        self._exit_r, self._exit_w = os.pipe()  # slirp4netns ends when the worker does
-        self.proc = subprocess.Popen(
-            [
-                "slirp4netns",
-                "--configure",
-                "--mtu=65520",
-                "--disable-host-loopback",
-                f"--ready-fd={ready_w}",
-                f"--exit-fd={self._exit_r}",
-                "--netns-type=path",
-                netns,
-                "tap0",
-            ],
-            pass_fds=(ready_w, self._exit_r),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
-        os.close(ready_w)
-        os.close(self._exit_r)
+        try:
+            self._prohibit_routes(netns)
+            ready_r = self._start_slirp(netns)
+        except FileNotFoundError as exc:
+            raise SandboxUnavailable(f"network-on sandboxes need {exc.filename} (scripts/setup-sandbox-host)") from None
         try:
             self._wait_ready(ready_r)
         finally:
             os.close(ready_r)
+
+    @staticmethod
+    def _prohibit_routes(netns: str) -> None:
+        script = "; ".join(f"ip route add prohibit {net}" for net in [*BLOCKED, *host_networks()])
+        made = subprocess.run(["nsenter", f"--net={netns}", "/bin/sh", "-ec", script], capture_output=True, text=True)
+        if made.returncode != 0:
+            raise SandboxUnavailable(f"could not set the sandbox's routes: {made.stderr.strip()[:300]}")
+
+    def _start_slirp(self, netns: str) -> int:
+        """Start slirp4netns on the namespace; returns the fd it writes to once the network is configured."""
+        ready_r, ready_w = os.pipe()
+        exit_r, self._exit_w = os.pipe()  # slirp4netns ends when the worker does
+        try:
+            self.proc = subprocess.Popen(
+                [
+                    "slirp4netns",
+                    "--configure",
+                    "--mtu=65520",
+                    "--disable-host-loopback",
+                    f"--ready-fd={ready_w}",
+                    f"--exit-fd={exit_r}",
+                    "--netns-type=path",
+                    netns,
+                    "tap0",
+                ],
+                pass_fds=(ready_w, exit_r),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+            )
+        except OSError:
+            for fd in (ready_r, self._exit_w):
+                os.close(fd)
+            raise
+        finally:
+            os.close(ready_w)
+            os.close(exit_r)
+        return ready_r
 
     def _wait_ready(self, fd: int) -> None:
         deadline = time.monotonic() + READY_WITHIN_S
