@@ -212,7 +212,6 @@ def load_json(raw: bytes | str, what: str = "the JSON body of your request", *, 
 
 def holds_nul(value: Any) -> bool:
     """Whether a NUL character is anywhere in the value (keys included)."""
-    """Whether a NUL character is anywhere in the value (keys included)."""
     if isinstance(value, str):
         return "\x00" in value
     if isinstance(value, list):
