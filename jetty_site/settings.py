@@ -73,9 +73,28 @@ if not SECRET_KEY:
 # can be rotated; without it a key is derived from SECRET_KEY.
 JETTY_ENCRYPTION_KEYS = [k for k in env_str("JETTY_ENCRYPTION_KEYS").split(",") if k]
 
-ALLOWED_HOSTS = [h for h in env_str("ALLOWED_HOSTS", "*").split(",") if h]
 CSRF_TRUSTED_ORIGINS = [o for o in env_str("CSRF_TRUSTED_ORIGINS").split(",") if o]
 PUBLIC_URL = env_str("JETTY_PUBLIC_URL", "http://127.0.0.1:8000").rstrip("/")
+
+
+def public_host(url: str) -> str:
+    """The host name of an http(s) URL, as ALLOWED_HOSTS spells it (IPv6 in brackets, no port)."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ImproperlyConfigured(f"JETTY_PUBLIC_URL must be an http(s) URL with a host, got {url!r}")
+    return f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+
+
+# The hosts this site answers for (anything else is a 400, and the WebSocket origin check uses the same list):
+# the public URL's host and loopback (sandboxes' gateway relay, health probes), plus JETTY_ALLOWED_HOSTS.
+ALLOWED_HOSTS = list(
+    dict.fromkeys(
+        [public_host(PUBLIC_URL), "127.0.0.1", "localhost", "[::1]"]
+        + [h.strip() for h in env_str("JETTY_ALLOWED_HOSTS", env_str("ALLOWED_HOSTS")).split(",") if h.strip()]
+    )
+)
 
 # Behind a proxy that terminates TLS. The proxy must set X-Forwarded-Proto (and strip it from clients' requests).
 JETTY_HTTPS = env_bool("JETTY_HTTPS", False)
@@ -83,14 +102,15 @@ if JETTY_HTTPS:
     if not PUBLIC_URL.startswith("https://"):
         raise ImproperlyConfigured(f"JETTY_HTTPS=true needs an https JETTY_PUBLIC_URL, got {PUBLIC_URL!r}")
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
-    SESSION_COOKIE_SECURE = True
-    CSRF_COOKIE_SECURE = True
     SECURE_HSTS_SECONDS = env_int("JETTY_HSTS_SECONDS", 31536000)
     SECURE_SSL_REDIRECT = env_bool("JETTY_SSL_REDIRECT", False)
     # Sandboxes call the gateway over plain HTTP on the host (the unix socket, JETTY_SANDBOX_GATEWAY_URL) and
     # balancers probe /healthz without TLS: a redirect would break both.
     SECURE_REDIRECT_EXEMPT = [r"^v1/", r"^healthz$"]
 if PUBLIC_URL.startswith("https://"):
+    # Cookies that carry a session never travel over plain HTTP when the site is served over TLS.
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
     _public_origin = "https://" + PUBLIC_URL.removeprefix("https://").split("/", 1)[0]
     if _public_origin not in CSRF_TRUSTED_ORIGINS:
         CSRF_TRUSTED_ORIGINS.append(_public_origin)
@@ -108,6 +128,8 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "channels",
     "django_htmx",
+    "csp",
+    "axes",
     "orgs",
     "trajectories",
     "runs",
@@ -125,7 +147,49 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "orgs.api_errors.ApiErrorMiddleware",
+    "csp.middleware.CSPMiddleware",
+    # Last, as django-axes asks: it turns a locked-out login into the lockout page.
+    "axes.middleware.AxesMiddleware",
 ]
+
+# Every page's Content-Security-Policy: scripts and styles from this site only, no plugins, no framing, forms post
+# here only. Inline style attributes stay allowed (templates and plotly use them); inline script never is.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'", "'unsafe-inline'"],
+        "img-src": ["'self'", "data:"],
+        "connect-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'self'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    }
+}
+SECURE_REFERRER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+
+# Login throttling (django-axes) on /login/ and /admin/login/: after JETTY_LOGIN_FAILURE_LIMIT failures for one
+# username, or from one address, that username or address is refused for JETTY_LOGIN_COOLOFF_MINUTES (0: until an
+# admin unlocks it, in the admin's "Access attempts" or with `manage.py axes_reset`). API tokens are not affected.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env_int("JETTY_LOGIN_FAILURE_LIMIT", 10)
+if AXES_FAILURE_LIMIT < 1:
+    raise ImproperlyConfigured("JETTY_LOGIN_FAILURE_LIMIT must be 1 or more")
+_login_cooloff_minutes = env_float("JETTY_LOGIN_COOLOFF_MINUTES", 15.0)
+if _login_cooloff_minutes < 0:
+    raise ImproperlyConfigured("JETTY_LOGIN_COOLOFF_MINUTES must be 0 (until unlocked) or more")
+AXES_COOLOFF_TIME = _login_cooloff_minutes / 60 or None  # hours
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_TEMPLATE = "orgs/locked_out.html"
+AXES_CLIENT_IP_CALLABLE = "orgs.web.login_client_ip"
+# How many reverse proxies in front of the site append to X-Forwarded-For (0: the peer's address is the client's).
+JETTY_PROXY_COUNT = env_int("JETTY_PROXY_COUNT", 0)
 
 ROOT_URLCONF = "jetty_site.urls"
 ASGI_APPLICATION = "jetty_site.asgi.application"

@@ -1,9 +1,10 @@
+from csp.decorators import csp_update
 from django.contrib import admin
 from django.contrib.auth.views import LogoutView
 from django.http import HttpRequest, JsonResponse
 from django.urls import include, path
 from django.views.generic import RedirectView
-from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerSplitView
 
 from orgs import web as org_views
 from runs import views as run_views
@@ -40,8 +41,16 @@ urlpatterns = [
     path("api/v1/", include("runs.urls")),
     path("api/v1/", include("evals.urls")),
     path("api/schema", SpectacularAPIView.as_view(), name="openapi-schema"),
-    path("api/docs", SpectacularSwaggerView.as_view(url_name="openapi-schema"), name="api-docs"),
-    path("api/redoc", SpectacularRedocView.as_view(url_name="openapi-schema"), name="api-redoc"),
+    # Swagger UI's set-up script is served as a file of its own (the split view), so the page needs no inline script.
+    path("api/docs", SpectacularSwaggerSplitView.as_view(url_name="openapi-schema"), name="api-docs"),
+    # Redoc builds its search index in a blob: worker and shows its maker's logo from their CDN (an image only).
+    path(
+        "api/redoc",
+        csp_update({"worker-src": ["'self'", "blob:"], "img-src": ["https://cdn.redoc.ly"]})(
+            SpectacularRedocView.as_view(url_name="openapi-schema")
+        ),
+        name="api-redoc",
+    ),
     path("healthz", healthz),
     # The web UI.
     path("", RedirectView.as_view(url="/runs/", permanent=False)),

@@ -67,6 +67,22 @@ class Login(LoginView):
     redirect_authenticated_user = True
 
 
+def login_client_ip(request: HttpRequest) -> str:
+    """The address login throttling counts failures against (django-axes' AXES_CLIENT_IP_CALLABLE).
+
+    The peer's address, or with JETTY_PROXY_COUNT proxies in front the entry they appended to X-Forwarded-For:
+    entries to the left of it are whatever the client sent, and trusting them would let it pick a fresh address
+    for every guess.
+    """
+    from django.conf import settings
+
+    proxies = settings.JETTY_PROXY_COUNT
+    forwarded = [part.strip() for part in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",") if part.strip()]
+    if proxies and len(forwarded) >= proxies:
+        return forwarded[-proxies]
+    return str(request.META.get("REMOTE_ADDR", ""))
+
+
 @login_required
 @require_POST
 def switch_org(request: HttpRequest) -> HttpResponse:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import mimetypes
+
 from django.http import FileResponse, Http404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
@@ -12,6 +14,7 @@ from rest_framework.response import Response
 
 from orgs.api_errors import ApiError
 from orgs.auth import principal_of
+from orgs.serving import untrusted_file_response
 from trajectories.api import get_run_for
 from trajectories.serializers import RunSerializer
 
@@ -100,7 +103,10 @@ def file_download(request: Request, key: str) -> FileResponse:
     upload = Upload.objects.filter(org=principal_of(request).org, key=key).first()
     if upload is None:
         raise Http404
-    return FileResponse(upload.file.open("rb"), filename=upload.path.rsplit("/", 1)[-1])
+    filename = upload.path.rsplit("/", 1)[-1]
+    return untrusted_file_response(
+        upload.file.open("rb"), filename=filename, content_type=mimetypes.guess_type(filename)[0]
+    )
 
 
 @extend_schema(

@@ -18,6 +18,7 @@ from django.views.decorators.http import require_POST
 from orgs.api_errors import ApiError
 from orgs.auth import Principal
 from orgs.models import Collection
+from orgs.serving import untrusted_file_response
 from orgs.web import membership_for, require_write
 from trajectories.models import FINAL_STATUSES, Run
 from trajectories.views import get_run_for_user, timeline_rows, window
@@ -129,11 +130,11 @@ def artifact_download(request: HttpRequest, public_id: str, path: str) -> FileRe
     artifact = run.artifacts.filter(path=path).first()
     if artifact is None:
         raise Http404("No such file")
-    return FileResponse(
+    return untrusted_file_response(
         artifact.file.open("rb"),
-        content_type=artifact.content_type or "application/octet-stream",
-        as_attachment="download" in request.GET,
         filename=path.rsplit("/", 1)[-1],
+        content_type=artifact.content_type,
+        download="download" in request.GET,
     )
 
 

@@ -125,7 +125,7 @@ def test_a_reviewer_logs_in_starts_a_run_and_watches_it_grow(browser, jetty, wor
             break
         time.sleep(0.2)
     assert browser.locator("#run-status").inner_text() == "succeeded"
-    browser.wait_for_function("document.querySelectorAll('li.event[data-kind=\"run.state\"]').length >= 3")
+    browser.wait_for_function("() => document.querySelectorAll('li.event[data-kind=\"run.state\"]').length >= 3")
     assert browser.evaluate("window.__sameDocument") is True  # the events came without a reload
     assert len(seen - {0}) >= 3, f"the timeline should grow while the run works, saw counts {sorted(seen)}"
     # With Redis the server pushes notices over the WebSocket; without it (embedded defaults) the page polls.
@@ -154,7 +154,7 @@ def test_replay_steps_plays_and_links_to_each_event(browser, jetty, alice):
     assert current_seq(browser) == 3
     browser.select_option("#replay-speed", "20")
     browser.keyboard.press(" ")
-    browser.wait_for_function("Number(document.querySelector('li.event.current').dataset.seq) > 20")
+    browser.wait_for_function("() => Number(document.querySelector('li.event.current').dataset.seq) > 20")
     browser.keyboard.press(" ")
     paused = current_seq(browser)
     time.sleep(0.3)
@@ -162,11 +162,11 @@ def test_replay_steps_plays_and_links_to_each_event(browser, jetty, alice):
     # Stepping past the loaded window fetches the next page.
     browser.fill("#jump-seq", "99")
     browser.press("#jump-seq", "Enter")
-    browser.wait_for_function("document.querySelector('li.event.current')?.dataset.seq === '99'")
+    browser.wait_for_function("() => document.querySelector('li.event.current')?.dataset.seq === '99'")
     browser.locator("body").click(position={"x": 5, "y": 5})
     for _ in range(3):
         browser.keyboard.press("j")
-    browser.wait_for_function("document.querySelector('li.event.current')?.dataset.seq === '102'")
+    browser.wait_for_function("() => document.querySelector('li.event.current')?.dataset.seq === '102'")
     # A permalink opens the run at that event.
     browser.goto(f"/runs/{run.public_id}/?at=250")
     assert browser.locator("#e-250").get_attribute("class").split() >= ["event"]
@@ -186,7 +186,7 @@ def test_search_and_scrolling_keep_a_long_run_small(browser, jetty, alice):
     browser.fill("#event-search", "step 2777")
     browser.wait_for_selector("#search-hits a.hit")
     browser.click("#search-hits a.hit")
-    browser.wait_for_function("document.querySelector('li.event.current')?.dataset.seq === '2777'")
+    browser.wait_for_function("() => document.querySelector('li.event.current')?.dataset.seq === '2777'")
     assert browser.locator("#e-2777").is_visible()
     browser.goto(f"/runs/{run.public_id}/")
     for _ in range(12):  # scroll down through twelve pages
@@ -198,7 +198,7 @@ def test_search_and_scrolling_keep_a_long_run_small(browser, jetty, alice):
     assert browser.locator("li.loader.before").count() == 1
     browser.eval_on_selector("#timeline-scroll", "el => el.scrollTop = 0")  # and fetched again going up
     first = int(browser.locator("li.event").first.get_attribute("data-seq"))
-    browser.wait_for_function(f"Number(document.querySelector('li.event').dataset.seq) < {first}")
+    browser.wait_for_function(f"() => Number(document.querySelector('li.event').dataset.seq) < {first}")
     assert browser.errors == []
 
 

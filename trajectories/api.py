@@ -15,6 +15,7 @@ from rest_framework.response import Response
 
 from orgs.api_errors import ApiError
 from orgs.auth import principal_of
+from orgs.serving import untrusted_file_response
 
 from .actions import record_label, remove_label
 from .models import Label, LabelSource, Run, RunStatus
@@ -152,11 +153,8 @@ def run_artifact_download(request: Request, public_id: str, path: str) -> FileRe
     artifact = run.artifacts.filter(path=path).first()
     if artifact is None:
         raise Http404
-    return FileResponse(
-        artifact.file.open("rb"),
-        content_type=artifact.content_type,
-        as_attachment=False,
-        filename=path.rsplit("/", 1)[-1],
+    return untrusted_file_response(
+        artifact.file.open("rb"), filename=path.rsplit("/", 1)[-1], content_type=artifact.content_type
     )
 
 

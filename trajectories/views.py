@@ -17,6 +17,7 @@ from django.utils import timezone
 from django.utils.html import escape
 from django.utils.safestring import mark_safe
 
+from orgs.serving import untrusted_file_response
 from orgs.web import membership_for
 
 from . import present
@@ -256,4 +257,4 @@ def run_blob(request: HttpRequest, public_id: str, sha256: str) -> FileResponse:
     if change is None:
         raise Http404("No such file content in this run")
     name = str(change.payload.get("path", "file")).rsplit("/", 1)[-1]
-    return FileResponse(default_storage.open(blob_name(sha256), "rb"), as_attachment=True, filename=name)
+    return untrusted_file_response(default_storage.open(blob_name(sha256), "rb"), filename=name, content_type=None)
