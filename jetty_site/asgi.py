@@ -21,7 +21,7 @@ application = ProtocolTypeRouter(
         "http": GatewayRouter(fallback=django_asgi),  # type: ignore[arg-type]
         # The UI's live views: signed-in users (session cookie) on this site only, never over the sandbox socket.
         "websocket": OffTheGatewaySocket(
-            AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns)))  # type: ignore[arg-type]
+            AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns)))
         ),
     }
 )

@@ -61,7 +61,8 @@ def on_gateway_socket(scope: Scope) -> bool:
 
 
 def socket_refusal(path: str) -> tuple[int, dict]:
-    return 403, error_body(403, f"The sandbox gateway socket serves only the model routes, not {path}", code="gateway_only")
+    message = f"The sandbox gateway socket serves only the model routes, not {path}"
+    return 403, error_body(403, message, code="gateway_only")
 
 
 class GatewayRouter:

@@ -29,9 +29,9 @@ def call(method, path, body=None):
     request = urllib.request.Request("http://127.0.0.1:8765" + path, data=data, method=method, headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=30) as response:
-            return [response.status, response.read().decode(errors="replace")[:400]]
+            return [response.status, response.read().decode(errors="replace")[:4000]]
     except urllib.error.HTTPError as exc:
-        return [exc.code, exc.read().decode(errors="replace")[:400]]
+        return [exc.code, exc.read().decode(errors="replace")[:4000]]
 spawn = {"model": "scripted/default", "jetty": {"runbook": True, "async": True},
          "messages": [{"role": "system", "content": "# Spawn\\n"}, {"role": "user", "content": "go"}]}
 found = {
