@@ -11,14 +11,17 @@ from django.core.asgi import get_asgi_application
 
 django_asgi = get_asgi_application()
 
-from runs.gateway.asgi import GatewayRouter  # noqa: E402
+from runs.gateway.asgi import GatewayRouter, OffTheGatewaySocket  # noqa: E402
 from trajectories.routing import websocket_urlpatterns  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
-        # The model gateway's hot paths skip Django's request stack; everything else is plain Django.
+        # The model gateway's hot paths skip Django's request stack; everything else is plain Django (but not over
+        # the unix socket sandboxes reach the gateway through: that one serves the model routes only).
         "http": GatewayRouter(fallback=django_asgi),  # type: ignore[arg-type]
-        # The UI's live views: signed-in users (session cookie) on this site only.
-        "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
+        # The UI's live views: signed-in users (session cookie) on this site only, never over the sandbox socket.
+        "websocket": OffTheGatewaySocket(
+            AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns)))
+        ),
     }
 )

@@ -138,6 +138,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "runs.middleware.RunTokenFence",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -355,6 +356,10 @@ JETTY_RATE_LIMIT_REQUESTS = env_int("JETTY_RATE_LIMIT_REQUESTS", 600)
 JETTY_RATE_LIMIT_WINDOW_S = env_float("JETTY_RATE_LIMIT_WINDOW_S", 60.0)
 if JETTY_RATE_LIMIT_REQUESTS < 0 or JETTY_RATE_LIMIT_WINDOW_S <= 0:
     raise ImproperlyConfigured("JETTY_RATE_LIMIT_REQUESTS must be 0 or more and JETTY_RATE_LIMIT_WINDOW_S above 0")
+# A sandbox's run token has a limit of its own, per run, in the same window (0 turns it off).
+JETTY_RUN_RATE_LIMIT_REQUESTS = env_int("JETTY_RUN_RATE_LIMIT_REQUESTS", 300)
+if JETTY_RUN_RATE_LIMIT_REQUESTS < 0:
+    raise ImproperlyConfigured("JETTY_RUN_RATE_LIMIT_REQUESTS must be 0 or more")
 
 LOGIN_URL = "/login/"
 LOGIN_REDIRECT_URL = "/runs/"
@@ -391,6 +396,12 @@ JETTY_SANDBOX_MAX_LIMITS = {
     "pids": env_int("JETTY_SANDBOX_MAX_PIDS", 4096),
     "disk_mb": env_int("JETTY_SANDBOX_MAX_DISK_MB", 20480),
 }
+# Model calls an agent run may make through the gateway unless it asks for another budget (`jetty.limits.model_calls`,
+# a runbook's `limits.model_calls`), and the most it may ask: past it the run is stopped as a user error.
+JETTY_RUN_MODEL_CALLS = env_int("JETTY_RUN_MODEL_CALLS", 1000)
+JETTY_RUN_MAX_MODEL_CALLS = env_int("JETTY_RUN_MAX_MODEL_CALLS", 10_000)
+if not 1 <= JETTY_RUN_MODEL_CALLS <= JETTY_RUN_MAX_MODEL_CALLS:
+    raise ImproperlyConfigured("JETTY_RUN_MODEL_CALLS must be from 1 to JETTY_RUN_MAX_MODEL_CALLS")
 # bubblewrap sandboxes whose memory, pid and CPU cgroups cannot be made fail to start (a platform fault) instead of
 # running without limits. Docker applies its own limits.
 JETTY_REQUIRE_CGROUPS = env_bool("JETTY_REQUIRE_CGROUPS", False)

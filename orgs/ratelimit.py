@@ -94,21 +94,26 @@ def hit(key: str, limit: int, length: float, now: float | None = None) -> Verdic
 def enforce(principal: Principal) -> None:
     """Count a request of this principal; over its token's limit, ApiError 429 with ``Retry-After``.
 
-    A sandbox's run token (``principal.token`` is None) is not counted: its calls are the agent of a run that was
-    admitted under the org token's limit, bounded by the run's own time limit, and an agent refused halfway would
-    waste the whole run. The run's token also dies with the run, so it cannot be used to get around the limit.
+    A sandbox's run token (``principal.run_id`` set) counts against a limit of its own per run
+    (``JETTY_RUN_RATE_LIMIT_REQUESTS``), not its org's: a busy agent does not starve the org's own API calls, and
+    an agent calling in a loop is held back whatever the org's limit.
     """
-    limit = settings.JETTY_RATE_LIMIT_REQUESTS
-    if limit <= 0 or principal.token is None:
+    if principal.run_id is not None:
+        limit, key, who = settings.JETTY_RUN_RATE_LIMIT_REQUESTS, f"run:{principal.run_id}", "this run's token"
+    elif principal.token is not None:
+        limit, key = settings.JETTY_RATE_LIMIT_REQUESTS, f"token:{principal.token.pk}"
+        who = f"token {principal.prefix}…"
+    else:
+        return
+    if limit <= 0:
         return
     length = settings.JETTY_RATE_LIMIT_WINDOW_S
-    verdict = hit(f"token:{principal.token.pk}", limit, length)
+    verdict = hit(key, limit, length)
     if verdict.allowed:
         return
     raise ApiError(
         429,
-        f"Rate limit reached for token {principal.prefix}…: {limit} requests per {length:g}s. "
-        f"Try again in {verdict.retry_after}s.",
+        f"Rate limit reached for {who}: {limit} requests per {length:g}s. Try again in {verdict.retry_after}s.",
         type="requests",
         code="rate_limit_exceeded",
         headers={

@@ -39,7 +39,9 @@ class Job(models.Model):
     worker = models.CharField(max_length=200, blank=True)
     cancel_requested = models.BooleanField(default=False)
     stop_reason = models.TextField(blank=True, help_text="Why the platform stopped the run (a replay that drifted)")
-    model_calls = models.PositiveIntegerField(default=0, help_text="Model calls a replay or fork has asked for so far")
+    model_calls = models.PositiveIntegerField(
+        default=0, help_text="Model calls the run has made so far (its budget; a replay's position)"
+    )
     final_answer = models.TextField(blank=True)
     validation = models.JSONField(null=True, blank=True)
     env = models.JSONField(default=dict, blank=True, help_text="Plain environment variables for the sandbox")

@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.db import transaction
-from django.db.models import F
 
 from orgs.api_errors import ApiError
 from orgs.auth import Principal
@@ -140,15 +139,6 @@ def plan_for(run_id: int) -> Plan | None:
     if source is None:
         return Plan(run_id, spec.get("source", ""), 0, ())
     return Plan(run_id, source.public_id, spec.get("until"), recorded_calls(source))
-
-
-def next_position(run_id: int) -> int:
-    """The 0-based position of the run's model call being asked for now. Counted by the gateway as calls arrive
-    (the stored calls lag behind: the worker places them in the trajectory in batches)."""
-    with transaction.atomic():
-        job = Job.objects.select_for_update().only("id", "model_calls").get(run_id=run_id)
-        Job.objects.filter(pk=job.pk).update(model_calls=F("model_calls") + 1)
-    return job.model_calls
 
 
 def stop(run_id: int, report: str) -> None:

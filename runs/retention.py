@@ -21,7 +21,17 @@ from django.utils import timezone
 
 from orgs.audit import Actor, record
 from orgs.models import AuditAction, Org
-from trajectories.models import FINAL_STATUSES, Artifact, Event, EventKind, LabelSource, Run, RunQuerySet, RunStatus
+from trajectories.models import (
+    FINAL_STATUSES,
+    Artifact,
+    BlobOwnership,
+    Event,
+    EventKind,
+    LabelSource,
+    Run,
+    RunQuerySet,
+    RunStatus,
+)
 
 from .models import Job, Routine, TaskVersion, Upload
 
@@ -197,6 +207,7 @@ def _collect_blobs(gone: RunQuerySet, dry_run: bool, report: Report) -> None:
             report.bytes += default_storage.size(name)
             if not dry_run:
                 _delete_files([name], report)
+                BlobOwnership.objects.filter(sha256=digest).delete()  # stored again, it is held anew
 
 
 def _audit(report: Report, cutoff: datetime, statuses: Iterable[str] | None, actor: Actor) -> None:

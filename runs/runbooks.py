@@ -12,7 +12,8 @@ from typing import Any
 
 import yaml
 
-LIMIT_NAMES = ("cpus", "memory_mb", "pids", "disk_mb")  # a runbook's sandbox `limits` (runs/limits.py bounds them)
+# A runbook's `limits`: the sandbox's and its model-call budget (runs/limits.py bounds them).
+LIMIT_NAMES = ("cpus", "memory_mb", "pids", "disk_mb", "model_calls")
 
 EVALUATIONS = ("programmatic", "rubric")
 SEMVER = re.compile(r"^\d+\.\d+\.\d+(?:[-+][0-9A-Za-z.-]+)?$")

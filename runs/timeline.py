@@ -73,7 +73,7 @@ class Timeline:
     def __init__(self, run_id: int, agent: Agent, workspace: Path, mask: Masker | None = None):
         self.run_id, self.agent = run_id, agent
         self.mask = mask or Masker()
-        self.watch = WorkspaceWatch(workspace)
+        self.watch = WorkspaceWatch(workspace, Run.objects.values_list("org_id", flat=True).get(pk=run_id))
         self.lines: queue.Queue[tuple[float, str] | None] = queue.Queue()
 
     def _read(self, lines: Iterator[str]) -> None:

@@ -72,7 +72,7 @@ def build(org: Org) -> World:
     only_old = upload(org, "old.txt", b"only the old run", days_old=100)
     shared = upload(org, "shared.txt", b"both runs", days_old=100)
     unused = upload(org, "unused.txt", b"nobody yet", days_old=100)
-    shared_blob, old_blob, orphan_blob = store_blob(b"shared"), store_blob(b"old only"), store_blob(b"orphan")
+    shared_blob, old_blob, orphan_blob = (store_blob(data, org.pk) for data in (b"shared", b"old only", b"orphan"))
     pruned = agent_run(org, days_old=100, files=[only_old.key, shared.key], blobs=[shared_blob, old_blob])
     artifact = Artifact(run=pruned, path="out.txt", size=6, sha256="0" * 64)
     artifact.file.save(f"{pruned.public_id}/out.txt", ContentFile(b"result"), save=True)
@@ -138,7 +138,7 @@ def test_a_dry_run_counts_the_same_and_deletes_nothing(db, local_storage):
 
 def test_a_young_blob_is_kept_even_when_nothing_references_it_yet(db, settings, tmp_path):
     settings.MEDIA_ROOT = tmp_path / "media"
-    fresh, stale = store_blob(b"a run is writing me"), store_blob(b"long forgotten")
+    fresh, stale = store_blob(b"a run is writing me", None), store_blob(b"long forgotten", None)
     stale_path = default_storage.path(blob_name(stale))
     os.utime(stale_path, (time.time() - 2 * DAY, time.time() - 2 * DAY))
     assert "blobs 1)" in prune("--older-than", "30")

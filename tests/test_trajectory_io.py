@@ -213,10 +213,21 @@ def test_an_agent_run_and_its_files_round_trip_into_another_org(alice_api, alice
     }  # fmt: skip
 
     created = bob_api.post("/api/v1/runs/ingest", doc, format="json")
-    assert created.status_code == 201 and created.json()["report"]["unmapped"] == []
+    unmapped = created.json()["report"]["unmapped"]
+    # The workspace snapshots' digests are alice's org's content: another org's copy drops them, and says so.
+    assert created.status_code == 201 and unmapped and all(u["kept"].startswith("dropped") for u in unmapped)
     copy_id = created.json()["run"]["id"]
     back = json.loads(bob_api.get(f"/api/v1/runs/{copy_id}/export?format=trajectory&artifacts=inline").content)
-    assert back["events"] == doc["events"] and back["labels"] == doc["labels"]
+
+    def without_blobs(events):
+        blobs = ("sha256", "previous_sha256")
+        return [
+            {**e, "payload": {k: v for k, v in e["payload"].items() if k not in blobs}}
+            if e["kind"] == "file.change" else e
+            for e in events
+        ]  # fmt: skip
+
+    assert back["events"] == without_blobs(doc["events"]) and back["labels"] == doc["labels"]
 
     def files(d):
         return [{k: v for k, v in a.items() if k != "url"} for a in d["artifacts"]]
@@ -244,7 +255,7 @@ def test_an_agent_run_and_its_files_round_trip_into_another_org(alice_api, alice
     listed = trajectory_of(alice_api, run.public_id)
     listed["run"]["id"] = "elsewhere-1"
     report = bob_api.post("/api/v1/runs/ingest", listed, format="json").json()
-    assert [u["where"] for u in report["report"]["unmapped"]] == ["artifacts"]
+    assert [u["where"] for u in report["report"]["unmapped"] if not u["kept"].startswith("dropped")] == ["artifacts"]
     assert len(Run.objects.get(public_id=report["run"]["id"]).metadata["ingest"]["artifacts"]) == 4
 
 

@@ -6,6 +6,7 @@ import asyncio
 import hashlib
 import logging
 import mimetypes
+import re
 from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -17,7 +18,7 @@ from django.db import transaction
 from orgs.models import Org
 from orgs.redaction import storable
 
-from .models import Artifact, Event, Label, LabelChange, Run, RunQuerySet
+from .models import Artifact, BlobOwnership, Event, EventKind, Label, LabelChange, Run, RunQuerySet
 
 logger = logging.getLogger(__name__)
 
@@ -261,7 +262,13 @@ class ImportConflict(Exception):
 
 
 def record_imported_runs(
-    imported: list[Any], *, org: Org, visible: RunQuerySet, collection_id: int | None, token_prefix: str = ""
+    imported: list[Any],
+    *,
+    org: Org,
+    visible: RunQuerySet,
+    collection_id: int | None,
+    token_prefix: str = "",
+    report: Any | None = None,
 ) -> list[tuple[Run, bool]]:
     """Store runs read from elsewhere (``imports.ImportedRun``) with their events and labels, all or nothing.
 
@@ -279,6 +286,7 @@ def record_imported_runs(
             if Run.objects.filter(public_id=derived).exists():
                 raise ImportConflict(f"run {derived} was imported into a collection this token cannot see")
             record = _without_nul(item.record)
+            drop_unheld_blobs(record.events, org, report)
             record.public_id, record.org_id = derived, org.pk
             record.collection_id, record.token_prefix = collection_id, token_prefix
             record_finished_runs([record])
@@ -357,12 +365,50 @@ def blob_name(sha256: str) -> str:
     return f"blobs/{sha256[:2]}/{sha256}"
 
 
-def store_blob(data: bytes) -> str:
-    """Keep content once by its SHA-256 in object storage (workspace snapshots); returns the digest."""
+def store_blob(data: bytes, org_id: int | None) -> str:
+    """Keep content once by its SHA-256 in object storage (workspace snapshots) and record that ``org_id`` holds it
+    (None: no org may read it back); returns the digest."""
     from django.core.files.storage import default_storage
 
     digest = hashlib.sha256(data).hexdigest()
     name = blob_name(digest)
     if not default_storage.exists(name):
         default_storage.save(name, ContentFile(data))
+    if org_id is not None:
+        BlobOwnership.objects.get_or_create(org_id=org_id, sha256=digest)
     return digest
+
+
+def blob_for(run: Run, sha256: str) -> Event | None:
+    """The run's file change that recorded this content, if the run's org may read it: the run names the digest and
+    its org holds the blob (one of its runs stored it from its own workspace). A digest named only by ingest or by an
+    agent's own output line is no proof of holding the content."""
+    if not re.fullmatch(r"[0-9a-f]{64}", sha256):
+        return None
+    if not BlobOwnership.objects.filter(org_id=run.org_id, sha256=sha256).exists():
+        return None
+    return run.events.filter(kind=EventKind.FILE_CHANGE, payload__sha256=sha256).first()
+
+
+BLOB_FIELDS = ("sha256", "previous_sha256")
+
+
+def drop_unheld_blobs(events: list[EventRecord], org: Org, report: Any | None) -> None:
+    """Remove from ingested file changes the blob digests the org does not hold (a trajectory carries no blob
+    bytes, so naming a digest would claim content the org never had), listing each in the import's report."""
+    named = {e.payload.get(f) for e in events if e.kind == EventKind.FILE_CHANGE for f in BLOB_FIELDS}
+    named = {d for d in named if isinstance(d, str)}
+    held = set(BlobOwnership.objects.filter(org=org, sha256__in=named).values_list("sha256", flat=True))
+    for index, event in enumerate(events):
+        if event.kind != EventKind.FILE_CHANGE:
+            continue
+        for name in BLOB_FIELDS:
+            digest = event.payload.get(name)
+            if name in event.payload and digest not in held:
+                event.payload = {k: v for k, v in event.payload.items() if k != name}
+                if report is not None:
+                    report.add(
+                        f"events[{index}].payload.{name}",
+                        f"file content {digest} this org does not hold",
+                        "dropped: a trajectory carries no blob content",
+                    )

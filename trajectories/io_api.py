@@ -167,7 +167,9 @@ def _collection(principal: Principal, name: str | None, report: Report, *, asked
     return collection
 
 
-def _write(request: Request, imported: list[ImportedRun], collection: Collection | None) -> list[tuple[Run, bool]]:
+def _write(
+    request: Request, imported: list[ImportedRun], collection: Collection | None, report: Report
+) -> list[tuple[Run, bool]]:
     principal = principal_of(request)
     visible = Run.objects.for_principal(principal)
     for attempt in (1, 2):
@@ -178,6 +180,7 @@ def _write(request: Request, imported: list[ImportedRun], collection: Collection
                 visible=visible,
                 collection_id=collection.pk if collection else None,
                 token_prefix=principal.prefix,
+                report=report,
             )
         except ImportConflict as exc:
             raise ApiError(409, str(exc), code="conflict")
@@ -210,7 +213,7 @@ def run_ingest(request: Request) -> Response:
         raise ApiError(exc.status, exc.message, param=exc.param, code="invalid_trajectory")
     asked = request.query_params.get("collection")
     collection = _collection(principal_of(request), asked or item.collection, report, asked=bool(asked))
-    [(run, created)] = _write(request, [item], collection)
+    [(run, created)] = _write(request, [item], collection, report)
     return Response(
         {"run": RunSerializer(run).data, "created": created, "report": report.as_dict()}, status=201 if created else 200
     )
@@ -283,7 +286,7 @@ def run_import(request: Request) -> Response:
         raise ApiError(exc.status, exc.message, param=exc.param, code="invalid_import")
     asked = request.query_params.get("collection")
     collection = _collection(principal_of(request), asked, report, asked=bool(asked))
-    written = _write(request, imported, collection)
+    written = _write(request, imported, collection, report)
     body: dict[str, Any] = {
         "data": RunSerializer([run for run, _ in written], many=True).data,
         "created": [run.public_id for run, created in written if created],

@@ -165,6 +165,22 @@ class Event(models.Model):
         return f"{self.run_id}#{self.seq} {self.kind}"
 
 
+class BlobOwnership(models.Model):
+    """An org holds a blob (``blobs/<aa>/<sha256>``, stored once for all orgs) because one of its runs recorded that
+    content from its own workspace. Written only where the platform stores a workspace snapshot, never by ingest or
+    an agent's own output: a blob is served to an org's members only with this row (``actions.blob_for``)."""
+
+    org = models.ForeignKey(Org, on_delete=models.CASCADE, related_name="blobs")
+    sha256 = models.CharField(max_length=64)
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["org", "sha256"], name="blob_owned_once_per_org")]
+
+    def __str__(self) -> str:
+        return f"{self.org_id}:{self.sha256[:12]}"
+
+
 class Artifact(models.Model):
     """A file the run left in /app/results, kept in object storage."""
 

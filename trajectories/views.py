@@ -246,14 +246,10 @@ def run_blob(request: HttpRequest, public_id: str, sha256: str) -> FileResponse:
     """A file's content as one of the run's file changes recorded it (the workspace at that step)."""
     from django.core.files.storage import default_storage
 
-    from .actions import blob_name
+    from .actions import blob_for, blob_name
 
     run = get_run_for_user(request, public_id)
-    change = (
-        run.events.filter(kind="file.change", payload__sha256=sha256).first()
-        if re.fullmatch(r"[0-9a-f]{64}", sha256)
-        else None
-    )
+    change = blob_for(run, sha256)
     if change is None:
         raise Http404("No such file content in this run")
     name = str(change.payload.get("path", "file")).rsplit("/", 1)[-1]

@@ -176,8 +176,9 @@ class WorkspaceWatch:
     BLOB_BYTES = 1024 * 1024
     DIFF_BYTES = 200_000
 
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, org_id: int | None = None):
         self.root = root
+        self.org_id = org_id  # the org whose run this is: it holds the snapshots stored (None: nobody)
         self.seen = self.scan()
         self.contents: dict[str, tuple[str, str | None]] = {}  # path: (sha256, text) as last recorded
 
@@ -226,7 +227,7 @@ class WorkspaceWatch:
             data = path.read_bytes()
         except OSError:
             return {}
-        digest = store_blob(data)
+        digest = store_blob(data, self.org_id)
         found: dict[str, Any] = {"sha256": digest}
         if previous:
             found["previous_sha256"] = previous[0]

@@ -47,7 +47,27 @@ PREFIXES: tuple[tuple[str, str, Handler], ...] = (
 )
 
 
+def on_gateway_socket(scope: Scope) -> bool:
+    """Whether the connection came in over a unix socket (the one sandboxes reach the gateway through).
+
+    Decided by the listening address the server puts in the scope, which no client can choose: daphne sets
+    ``server`` to None when its endpoint has no host and port (a unix socket), and the ASGI spec's unix form is
+    ``[path, None]``. Only a scope without the key at all (an in-process test harness) counts as TCP.
+    """
+    if "server" not in scope:
+        return False
+    server = scope["server"]
+    return server is None or server[1] is None
+
+
+def socket_refusal(path: str) -> tuple[int, dict]:
+    message = f"The sandbox gateway socket serves only the model routes, not {path}"
+    return 403, error_body(403, message, code="gateway_only")
+
+
 class GatewayRouter:
+    """The model routes, served here; every other path goes to Django, except over the sandbox socket (403)."""
+
     def __init__(self, fallback: Handler):
         self.fallback = fallback
 
@@ -66,4 +86,21 @@ class GatewayRouter:
                     return
                 await handler(scope, receive, send)
                 return
+            if on_gateway_socket(scope):
+                await Exchange(scope, receive, send).respond_json(*socket_refusal(path))
+                return
         await self.fallback(scope, receive, send)
+
+
+class OffTheGatewaySocket:
+    """Wraps the WebSocket app: a connection over the sandbox socket is closed before it reaches the UI's views."""
+
+    def __init__(self, app: Handler):
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if on_gateway_socket(scope):
+            await receive()  # websocket.connect
+            await send({"type": "websocket.close", "code": 4403})
+            return
+        await self.app(scope, receive, send)

@@ -32,12 +32,13 @@ def _plan(run_id: int) -> replay.Plan | None:
     return plan
 
 
-def _decide(run_id: int, request: dict[str, Any]) -> tuple[str, Any]:
-    """("live", None), ("replay", the recorded call) or ("stop", why) for the run's next model call."""
+def _decide(run_id: int, position: int, request: dict[str, Any]) -> tuple[str, Any]:
+    """("live", None), ("replay", the recorded call) or ("stop", why) for the run's model call at ``position``
+    (0-based, counted by the gateway as calls arrive: ``runs.limits.take_model_call``; the stored calls lag behind,
+    placed in the trajectory by the worker in batches)."""
     plan = _plan(run_id)
     if plan is None:
         return "live", None
-    position = replay.next_position(run_id)
     if plan.until is not None and position >= plan.until:
         return "live", None
     where = f"model call {position + 1} of the replay of {plan.source}"

@@ -11,6 +11,7 @@ from django.conf import settings
 from orgs.api_errors import ApiError, parse_json_body
 from orgs.auth import Principal, bearer_value
 
+from ..limits import take_model_call
 from . import agent_mode, replay, routing
 from .calls import Call, ChatRequest
 from .exchange import ClientGone, Exchange, WireExchange
@@ -23,12 +24,15 @@ logger = logging.getLogger(__name__)
 _resolve = sync_to_async(routing.resolve, thread_sensitive=True)
 _cache = routing.ResolutionCache(settings.JETTY_AUTH_CACHE_S)
 _admit = sync_to_async(routing.admit, thread_sensitive=True)
+_take_model_call = sync_to_async(take_model_call, thread_sensitive=True)
 
 
 async def admit(principal: Principal) -> None:
     """Count the request against its token's rate limit (ApiError 429 over it). Every gateway request passes here
     once its caller is known, cached resolution or not."""
-    if settings.JETTY_RATE_LIMIT_REQUESTS > 0 and principal.token is not None:
+    if principal.run_id is not None and settings.JETTY_RUN_RATE_LIMIT_REQUESTS > 0:
+        await _admit(principal)
+    elif principal.token is not None and settings.JETTY_RATE_LIMIT_REQUESTS > 0:
         await _admit(principal)
 
 
@@ -73,6 +77,10 @@ async def chat_completions(exchange: Exchange) -> None:
         return
 
     if request.agent_mode:
+        if caller.principal.run_id is not None:  # a sandbox starting runs would spawn runs without bound
+            message = "A run's token can only call models; it cannot start agent runs"
+            await exchange.respond_error(ApiError(403, message, code="run_token_forbidden", param="jetty.runbook"))
+            return
         if not routing.has_credentials(route):  # an agent would only retry a provider that cannot answer
             missing = f"No API key for provider `{route.provider}` is configured for this organisation"
             await exchange.respond_error(ApiError(400, missing, code="provider_not_configured", param="model"))
@@ -120,8 +128,14 @@ async def forward_and_store(exchange: Exchange, call: Call) -> None:
     # whatever the agent does because of the answer comes after the call in the trajectory.
     exchange.hold = run_id is not None and not call.request.stream
     recorded = None
-    if run_id is not None:  # a replay or a fork answers its calls from the recording
-        verdict, found = await replay.decide(run_id, replay.request_as_recorded(call))
+    if run_id is not None:  # counted against the run's budget; a replay or a fork answers from the recording
+        try:
+            position = await _take_model_call(run_id)
+        except ApiError as error:
+            exchange.hold = False
+            await exchange.respond_error(error)
+            return
+        verdict, found = await replay.decide(run_id, position, replay.request_as_recorded(call))
         if verdict == "stop":
             exchange.hold = False
             await exchange.respond_error(replay.mismatch(found))
