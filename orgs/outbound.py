@@ -38,6 +38,8 @@ CODE = "outbound_forbidden"
 MAX_REDIRECTS = 5
 MAX_RESPONSE_BYTES = 5 * 1024 * 1024
 CGNAT = ipaddress.IPv4Network("100.64.0.0/10")
+# Special-purpose blocks refused whole, whatever the Python version thinks of single addresses in them.
+SPECIAL = (ipaddress.IPv4Network("192.0.0.0/24"), ipaddress.IPv4Network("198.18.0.0/15"))
 NAT64 = (ipaddress.IPv6Network("64:ff9b::/96"), ipaddress.IPv6Network("64:ff9b:1::/48"))
 IPV4_COMPATIBLE = ipaddress.IPv6Network("::/96")
 
@@ -155,6 +157,7 @@ def refusal(address: Address) -> str | None:
         ("multicast", address.is_multicast),
         ("shared (CGNAT)", isinstance(address, ipaddress.IPv4Address) and address in CGNAT),
         ("private", address.is_private),
+        ("special-purpose", isinstance(address, ipaddress.IPv4Address) and any(address in n for n in SPECIAL)),
         ("reserved", address.is_reserved),
         ("non-public", not address.is_global),
     )
