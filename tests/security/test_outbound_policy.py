@@ -197,7 +197,7 @@ def test_every_form_of_a_loopback_url_is_refused_before_any_byte_is_sent(inner, 
             outbound.check_url(url)
         with pytest.raises(outbound.OutboundForbidden):
             outbound.fetch("GET", url, timeout=5)
-        session, adapter = outbound.requests_session()
+        session, _ = outbound.requests_session()
         with pytest.raises(outbound.OutboundForbidden):
             session.get(url, timeout=5)
     assert inner.hits == 0

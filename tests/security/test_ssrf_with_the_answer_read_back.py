@@ -8,6 +8,8 @@ import time
 
 import httpx
 
+from orgs.admin import ProviderKeyForm
+from orgs.models import ProviderKey
 from runs.models import StepRun
 from tests.factories import make_run
 from tests.test_agent_runs import RUNBOOK
@@ -100,3 +102,24 @@ def test_an_otlp_export_to_loopback_is_refused(jetty, alice):
     assert response.status_code == 400, response.text
     error = response.json()["error"]
     assert error["code"] == "outbound_forbidden" and error["param"] == "endpoint"
+
+
+def test_a_provider_key_cannot_point_the_gateway_inward(jetty, alice):
+    # The admin form refuses an internal api_base when the key is saved ...
+    form = ProviderKeyForm(
+        data={"org": alice.org.pk, "provider": "openai", "api_base": "http://169.254.169.254/v1", "key": "sk-x"}
+    )
+    assert not form.is_valid() and "outbound_forbidden" in str(form.errors["api_base"])
+    # ... and a key stored before (or a name that now resolves inward) is refused at each call, on both paths: the
+    # gateway's own client (openai) and litellm (hosted_vllm).
+    for provider in ("openai", "hosted_vllm"):
+        key = ProviderKey(org=alice.org, provider=provider, api_base=f"{jetty.url}/api/v1", model_names=["x"])
+        key.set_key("sk-upstream-secret-0123456789")
+        key.save()
+    with httpx.Client(base_url=f"{jetty.url}/v1", headers={"Authorization": f"Bearer {alice.token}"}, timeout=30) as c:
+        for model in ("openai/gpt-4o-mini", "hosted_vllm/x"):
+            response = c.post(
+                "/chat/completions", json={"model": model, "messages": [{"role": "user", "content": "hi"}]}
+            )
+            assert response.status_code == 400, response.text
+            assert response.json()["error"]["code"] == "outbound_forbidden"
