@@ -437,6 +437,17 @@ JETTY_SANDBOX_HOST_NETWORK = env_bool("JETTY_SANDBOX_HOST_NETWORK", False)
 JETTY_GATEWAY_SOCKET = env_str("JETTY_GATEWAY_SOCKET", str(VAR_DIR / "run" / "gateway.sock"))
 JETTY_DOCKER_HOST = env_str("JETTY_DOCKER_HOST", env_str("DOCKER_HOST", "unix:///var/run/jetty-docker/docker.sock"))
 JETTY_IMAGE_VERSION = env_str("JETTY_IMAGE_VERSION", "2")
+# The outbound policy (orgs/outbound.py): internal receivers the server may call for tenants (webhooks, HTTP
+# steps, OTLP export, an org's provider api_base), as comma-separated hosts, IPs or CIDRs, each optionally with
+# `:port` (`[v6]:port`). Empty: only public addresses. Operator-set endpoints (JETTY_OTLP_ENDPOINT,
+# <PROVIDER>_API_BASE) are trusted and need no entry.
+JETTY_OUTBOUND_ALLOW = [e.strip() for e in env_str("JETTY_OUTBOUND_ALLOW").split(",") if e.strip()]
+try:
+    from orgs.outbound import parse_allow
+
+    parse_allow(JETTY_OUTBOUND_ALLOW)
+except ValueError as exc:
+    raise ImproperlyConfigured(str(exc)) from None
 # OpenTelemetry export of runs (OTLP over HTTP): where spans go when a request names no endpoint, with the headers
 # (``name=value,name=value``) sent only there; the ``service.name`` the spans carry.
 JETTY_OTLP_ENDPOINT = env_str("JETTY_OTLP_ENDPOINT")

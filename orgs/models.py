@@ -8,10 +8,11 @@ import secrets
 from datetime import timedelta
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils import timezone
 
-from . import crypto
+from . import crypto, outbound
 
 TOKEN_PREFIX = "jty_"
 
@@ -181,6 +182,15 @@ class ProviderKey(models.Model):
 
     def __str__(self) -> str:
         return f"{self.provider} key of {self.org}"
+
+    def clean(self) -> None:
+        """An org's endpoint is fetched for its members' calls: it must pass the outbound policy when saved (and is
+        checked again at each call)."""
+        if self.api_base:
+            try:
+                outbound.check_url(self.api_base)
+            except outbound.OutboundForbidden as exc:
+                raise ValidationError({"api_base": exc.message}) from None
 
     def set_key(self, plain: str) -> None:
         self.encrypted_key = crypto.encrypt(plain)

@@ -18,6 +18,7 @@ from rest_framework.decorators import api_view
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from orgs import outbound
 from orgs.actions import update_environment
 from orgs.api_errors import ApiError, invalid, json_object
 from orgs.audit import Actor
@@ -347,6 +348,7 @@ def _start(request: Request, name: str, task: str) -> Run:
     if "webhook_url" in overrides:
         if not URL.match(overrides["webhook_url"]):
             raise invalid("`webhook_url` must be an http(s) URL", "webhook_url")
+        outbound.require_url(overrides["webhook_url"], "webhook_url")
         overrides.setdefault("webhook_secret", "")
         if not overrides["webhook_secret"]:
             raise invalid("`webhook_secret` is required with `webhook_url` (it signs each delivery)", "webhook_secret")

@@ -12,6 +12,7 @@ import litellm
 import openai
 from django.conf import settings
 
+from orgs import outbound
 from orgs.api_errors import ApiError
 from orgs.models import Org, ProviderKey
 
@@ -72,6 +73,13 @@ def complete(org: Org, model: str, messages: list[dict[str, Any]], **params: Any
         key = ProviderKey.objects.filter(org=org, provider=provider).first()
         if key is not None:
             api_key, api_base = key.get_key(), key.api_base or None
+    if api_base:
+        # The org's own endpoint: checked against the outbound policy just before the call (litellm's client
+        # cannot be pinned to the checked address).
+        try:
+            outbound.check_url(api_base)
+        except outbound.OutboundForbidden as exc:
+            raise ModelError(f"{model}: the organisation's provider endpoint is refused: {exc.message}") from None
     params = {k: v for k, v in params.items() if v is not None}
     started = time.time()
     try:

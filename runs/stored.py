@@ -101,7 +101,7 @@ def check_version(kind: str, runbook: str, workflow: Any) -> dict[str, Any]:
                 param="runbook",
             )
         return report
-    from .workflows.definition import check_definition
+    from .workflows.definition import check_definition, outbound_problems
 
     problems = check_definition(workflow)
     if problems:
@@ -111,6 +111,9 @@ def check_version(kind: str, runbook: str, workflow: Any) -> dict[str, Any]:
             code="invalid_workflow",
             param=problems[0].param,
         )
+    refused = outbound_problems(workflow)
+    if refused:
+        raise ApiError(400, refused[0].message, code="outbound_forbidden", param=refused[0].param)
     return {"valid": True, "errors": [], "warnings": []}
 
 

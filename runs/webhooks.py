@@ -13,6 +13,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import Max, Q
 
+from orgs import outbound
 from trajectories.models import FINAL_STATUSES, Run
 
 from .models import Job, WebhookDelivery
@@ -62,16 +63,13 @@ def deliver(run_id: int, attempt: int) -> bool | None:
     started = time.monotonic()
     status, error = None, ""
     try:
-        response = httpx.post(
-            job.webhook_url,
-            content=body,
-            headers=headers,
-            timeout=settings.JETTY_WEBHOOK_TIMEOUT_S,
-            follow_redirects=False,
-        )
-        status = response.status_code
+        status = outbound.fetch(
+            "POST", job.webhook_url, content=body, headers=headers, timeout=settings.JETTY_WEBHOOK_TIMEOUT_S
+        ).status
         if not 200 <= status < 300:
             error = f"the receiver answered {status}"
+    except outbound.OutboundForbidden as exc:
+        error = exc.message
     except httpx.HTTPError as exc:
         error = f"{type(exc).__name__}: {exc}"
     record.status_code, record.error, record.delivered = status, error[:2000], not error

@@ -51,6 +51,8 @@ def process_env(django_db_setup, django_db_blocker, tmp_path_factory) -> dict[st
             "JETTY_WEBHOOK_BACKOFF_S": "0.5",
             "JETTY_WEBHOOK_MAX_ATTEMPTS": "3",
             "JETTY_GENERIC_AGENTS": json.dumps(GENERIC_CLIS),
+            # The outbound policy admits the suite's receivers, never the platform's own 127.0.0.1.
+            "JETTY_OUTBOUND_ALLOW": servers.RECEIVER_HOST,
             # Counted but out of reach: one test's token may make thousands of requests (the fuzz); the limit
             # itself is tested against a server of its own (test_rate_limits.py).
             "JETTY_RATE_LIMIT_REQUESTS": "1000000000",
@@ -230,6 +232,8 @@ def pytest_configure(config):
         "django.contrib.auth.hashers.MD5PasswordHasher",
         "django.contrib.auth.hashers.PBKDF2PasswordHasher",
     ]
+    # Steps and webhooks run in process too: the same receivers are admitted as for the server processes.
+    settings.JETTY_OUTBOUND_ALLOW = [servers.RECEIVER_HOST]
 
 
 @pytest.fixture(scope="module")

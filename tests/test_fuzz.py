@@ -31,6 +31,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from tests.factories import REVIEW_CRITERIA, STORED_RUNBOOK, make_rubric, make_run
+from tests.support.servers import RECEIVER_HOST
 
 SCHEMA_PATH = "/api/schema?format=json"
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
@@ -67,9 +68,9 @@ class Collector(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def collector():
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Collector)
+    server = ThreadingHTTPServer((RECEIVER_HOST, 0), Collector)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/v1/traces"
+    yield f"http://{RECEIVER_HOST}:{server.server_address[1]}/v1/traces"
     server.shutdown()
 
 

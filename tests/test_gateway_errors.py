@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from orgs.models import ProviderKey
 from tests.conftest import client, wait_for_run
-from tests.support.servers import free_port
+from tests.support.servers import RECEIVER_HOST, free_port
 from trajectories.models import Run
 
 
@@ -164,7 +164,9 @@ def test_rate_limits_reach_the_openai_client_as_rate_limit_errors(jetty, alice, 
 
 
 def test_an_unreachable_provider_is_502(jetty, alice, transactional_db):
-    key = ProviderKey(org=alice.org, provider="openai", api_base=f"http://127.0.0.1:{free_port()}/v1")
+    key = ProviderKey(
+        org=alice.org, provider="openai", api_base=f"http://{RECEIVER_HOST}:{free_port(RECEIVER_HOST)}/v1"
+    )
     key.set_key("sk-x")
     key.save()
     status, body, _ = post(jetty, alice.token, {**HELLO, "model": "openai/gpt-4o-mini"})

@@ -41,10 +41,11 @@ UPSTREAM_PATHS = {  # model: where its calls reach the upstream, (whole, streame
 
 @pytest.fixture(scope="session")
 def fake_providers(logs):
-    port = servers.free_port()
+    host = servers.RECEIVER_HOST
+    port = servers.free_port(host)
     log = logs / "fake-providers.log"
-    args = [sys.executable, "-m", "tests.support.fake_providers", "--port", str(port)]
-    server = servers.Process(servers.spawn(args, dict(os.environ), log), log, f"http://127.0.0.1:{port}")
+    args = [sys.executable, "-m", "tests.support.fake_providers", "--host", host, "--port", str(port)]
+    server = servers.Process(servers.spawn(args, dict(os.environ), log), log, f"http://{host}:{port}")
     ready = lambda: urllib.request.urlopen(f"{server.url}/_requests", timeout=1).status == 200  # noqa: E731
     servers.wait_until(ready, 20, "fake providers", server.proc, log)
     yield server

@@ -27,6 +27,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 from orgs.models import ApiToken, Collection
 from runs.agents.clis import ClaudeCode, Codex
 from tests.conftest import api_for, wait_for_run
+from tests.support.servers import RECEIVER_HOST
 from tests.test_agent_runs import agent_call
 from tests.test_workflows import BRANCH_AND_LOOP, push
 from trajectories.actions import record_label
@@ -318,8 +319,8 @@ class OtlpReceiver:
             def log_message(self, *args: Any) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1/traces"
+        self.server = ThreadingHTTPServer((RECEIVER_HOST, 0), Handler)
+        self.url = f"http://{RECEIVER_HOST}:{self.server.server_address[1]}/v1/traces"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def spans(self) -> list[dict[str, Any]]:
@@ -430,7 +431,7 @@ def test_otlp_export_needs_an_endpoint_and_one_that_answers(alice_api, chat_run,
     settings.JETTY_OTLP_ENDPOINT, settings.JETTY_OTLP_TIMEOUT_S = "", 1.0
     assert assert_openai_error(alice_api.post(url, {}, format="json"), 400)["param"] == "endpoint"
     assert_openai_error(alice_api.post(url, {"endpoint": "ftp://127.0.0.1/x"}, format="json"), 400)
-    refused = alice_api.post(url, {"endpoint": "http://127.0.0.1:9/v1/traces"}, format="json")
+    refused = alice_api.post(url, {"endpoint": f"http://{RECEIVER_HOST}:9/v1/traces"}, format="json")
     assert assert_openai_error(refused, 502)["code"] == "otlp_export_failed"
 
 

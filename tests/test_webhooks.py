@@ -12,7 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from runs.models import WebhookDelivery
-from tests.support.servers import free_port
+from tests.support.servers import RECEIVER_HOST, free_port
 from tests.test_agent_runs import RUNBOOK, final_run, wait_for
 from trajectories.models import Run
 
@@ -34,9 +34,9 @@ def receiver():
         def log_message(self, *args):
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
+    server = ThreadingHTTPServer((RECEIVER_HOST, free_port(RECEIVER_HOST)), Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_port}", received
+    yield f"http://{RECEIVER_HOST}:{server.server_port}", received
     server.shutdown()
 
 
@@ -87,7 +87,9 @@ def test_a_failed_delivery_is_retried_with_every_attempt_recorded(alice_client, 
 
 
 def test_a_webhook_that_never_answers_fails_recorded_and_the_run_is_kept(alice_client, worker):
-    run_id = json.loads(start(alice_client, f"http://127.0.0.1:{free_port()}/gone").http_response.text)["id"]
+    run_id = json.loads(
+        start(alice_client, f"http://{RECEIVER_HOST}:{free_port(RECEIVER_HOST)}/gone").http_response.text
+    )["id"]
     assert final_run(run_id).status == "succeeded"
     attempts = wait_for(
         lambda: (
@@ -105,7 +107,7 @@ def test_a_webhook_needs_a_secret(alice_client, worker):
     import openai
 
     with pytest.raises(openai.BadRequestError) as caught:
-        start(alice_client, "http://127.0.0.1:9/x", secret=None)
+        start(alice_client, f"http://{RECEIVER_HOST}:9/x", secret=None)
     assert caught.value.body["param"] == "jetty.webhook_secret"
 
 

@@ -41,9 +41,9 @@ class Receiver(http.server.BaseHTTPRequestHandler):
 @pytest.fixture
 def receiver():
     Receiver.seen, Receiver.release = [], threading.Event()
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
+    server = http.server.ThreadingHTTPServer((servers.RECEIVER_HOST, 0), Receiver)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_port}"
+    yield f"http://{servers.RECEIVER_HOST}:{server.server_port}"
     Receiver.release.set()
     server.shutdown()
 

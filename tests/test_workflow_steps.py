@@ -18,6 +18,7 @@ from runs.models import Workflow
 from runs.stored import start_workflow
 from runs.uploads import store_uploads
 from runs.workflows.registry import Jump, StepContext, StepFailed, step_types
+from tests.support.servers import RECEIVER_HOST
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -200,9 +201,9 @@ class Receiver(http.server.BaseHTTPRequestHandler):
 @pytest.fixture
 def receiver():
     Receiver.seen = []
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
+    server = http.server.ThreadingHTTPServer((RECEIVER_HOST, 0), Receiver)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_port}"
+    yield f"http://{RECEIVER_HOST}:{server.server_port}"
     server.shutdown()
 
 

@@ -8,6 +8,7 @@ import time
 import pytest
 
 from runs.models import StepRun
+from tests.support.servers import RECEIVER_HOST
 from trajectories.models import FINAL_STATUSES, Run
 
 from .test_agent_runs import RUNBOOK
@@ -166,11 +167,11 @@ def test_a_step_over_its_time_limit_fails_the_workflow(alice_api, worker):
 
     from .test_workflow_resume import Receiver
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
+    server = http.server.ThreadingHTTPServer((RECEIVER_HOST, 0), Receiver)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     Receiver.seen, Receiver.release = [], threading.Event()
     try:
-        slow = f"http://127.0.0.1:{server.server_port}/slow"
+        slow = f"http://{RECEIVER_HOST}:{server.server_port}/slow"
         config = {"type": "http_request", "timeout_s": 1, "params": {"url": slow, "method": "POST"}}
         definition = workflow(("wait", config))
         push(alice_api, "flows", "slow", workflow=definition)

@@ -22,6 +22,7 @@ from rest_framework.negotiation import DefaultContentNegotiation
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from orgs import outbound
 from orgs.api_errors import ApiError, parse_json_body
 from orgs.auth import Principal, principal_of
 from orgs.models import Collection
@@ -142,10 +143,17 @@ def run_export_otlp(request: Request, public_id: str) -> Response:
         if not HEADER_NAME.fullmatch(name) or not HEADER_VALUE.fullmatch(value):
             raise ApiError(400, f"`headers` holds {name!r}, which HTTP cannot carry", param="headers")
         headers[name] = value
+    trusted = endpoint == settings.JETTY_OTLP_ENDPOINT
+    if not trusted:
+        outbound.require_url(endpoint, "endpoint")
     try:
-        result = export_run_otlp(run, endpoint, headers=headers, include_content=body.validated_data["include_content"])
+        result = export_run_otlp(
+            run, endpoint, headers=headers, include_content=body.validated_data["include_content"], trusted=trusted
+        )
     except OtlpExportFailed as exc:
         raise ApiError(502, str(exc), code="otlp_export_failed")
+    except outbound.OutboundForbidden as exc:
+        raise ApiError(400, f"`endpoint`: {exc.message}", code=outbound.CODE, param="endpoint") from None
     return Response(
         {"run": run.public_id, "endpoint": result.endpoint, "spans": result.spans, "trace_id": result.trace_id}
     )

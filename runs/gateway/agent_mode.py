@@ -12,6 +12,7 @@ from typing import Any
 from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
 
+from orgs import outbound
 from orgs.api_errors import ApiError, holds_nul
 from trajectories.actions import run_group
 from trajectories.models import FINAL_STATUSES, Event, Run
@@ -176,6 +177,8 @@ def event_chunk(run: Run, event: Event) -> bytes:
 async def handle(exchange: Exchange, request: ChatRequest, caller: Caller) -> None:
     try:
         agent_request = parse(request, caller)
+        if agent_request.webhook_url:  # resolving the name blocks: off the event loop
+            await asyncio.to_thread(outbound.require_url, agent_request.webhook_url, "jetty.webhook_url")
     except ApiError as error:
         await exchange.respond_error(error)
         return

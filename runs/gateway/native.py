@@ -20,11 +20,12 @@ from typing import Any
 import aiohttp
 from django.conf import settings
 
+from orgs import outbound
 from orgs.api_errors import ApiError
 
 from .calls import Call
 from .exchange import WireExchange
-from .upstream import Outcome, _session, upstream_error
+from .upstream import Outcome, _session, refused, upstream_error
 
 Json = dict[str, Any]
 
@@ -188,7 +189,7 @@ async def forward_native(exchange: WireExchange, call: Call, run_headers: dict[s
     url = native.url(route.api_base or native.default_base, route.upstream_model, stream, exchange.query_string)
     headers = {**native.headers(key, exchange.headers), "content-type": "application/json"}
     try:
-        async with _session().post(
+        async with _session(route.guarded).post(
             url, data=json.dumps(native.body(call.wire_body, route.upstream_model)), headers=headers
         ) as upstream:
             if upstream.status != 200:
@@ -222,6 +223,8 @@ async def forward_native(exchange: WireExchange, call: Call, run_headers: dict[s
     except (TimeoutError, aiohttp.ServerTimeoutError):
         message = f"The provider `{route.provider}` did not answer within {settings.JETTY_GATEWAY_TIMEOUT_S:g} s"
         return Outcome(None, 504, ApiError(504, message, code="upstream_timeout"))
+    except outbound.OutboundForbidden as exc:
+        return refused(exc, route.provider)
     except aiohttp.ClientError as exc:
         message = f"Could not reach the provider `{route.provider}`: {exc}"
         return Outcome(None, 502, ApiError(502, message, code="upstream_unreachable"))

@@ -37,6 +37,9 @@ class Route:
     api_key: str | None
     api_base: str | None
     direct: bool
+    # The base came from an org's provider key, so calls to it pass the outbound policy; the operator's
+    # environment (<PROVIDER>_API_BASE) and the providers' public defaults are trusted.
+    guarded: bool = False
 
 
 @dataclass(frozen=True)
@@ -163,6 +166,7 @@ def _resolve(
         key = ProviderKey.objects.filter(org=principal.org, provider=provider).first()
         if key is not None:
             api_key, api_base = key.get_key(), key.api_base or None
+    guarded = api_base is not None
     direct = direct_enabled and provider in DIRECT_PROVIDERS
     if direct:
         api_key = api_key or os.environ.get(f"{provider.upper()}_API_KEY")
@@ -175,7 +179,13 @@ def _resolve(
                 param="model",
             )
     route = Route(
-        model=model, provider=provider, upstream_model=upstream_model, api_key=api_key, api_base=api_base, direct=direct
+        model=model,
+        provider=provider,
+        upstream_model=upstream_model,
+        api_key=api_key,
+        api_base=api_base,
+        direct=direct,
+        guarded=guarded,
     )
     return Caller(principal=principal, collection=collection), route
 

@@ -18,6 +18,7 @@ import litellm
 import openai
 from django.conf import settings
 
+from orgs import outbound
 from orgs.api_errors import ApiError
 
 from .calls import Call, StreamAccumulator
@@ -43,18 +44,27 @@ class Outcome:
     error: ApiError | None = None
 
 
-_sessions: dict[int, aiohttp.ClientSession] = {}
+_sessions: dict[tuple[int, bool], aiohttp.ClientSession] = {}
 
 
-def _session() -> aiohttp.ClientSession:
+def _session(guarded: bool = False) -> aiohttp.ClientSession:
+    """The loop's client session; a ``guarded`` one (for an org's own api_base) connects only where the outbound
+    policy allows, to the address it checked."""
     loop = asyncio.get_running_loop()
-    session = _sessions.get(id(loop))
+    session = _sessions.get((id(loop), guarded))
     if session is None or session.closed:
         timeout = aiohttp.ClientTimeout(total=settings.JETTY_GATEWAY_TIMEOUT_S, sock_connect=10)
-        connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, keepalive_timeout=60)
+        kind = outbound.PinnedConnector if guarded else aiohttp.TCPConnector
+        connector = kind(limit=0, ttl_dns_cache=300, keepalive_timeout=60)
         session = aiohttp.ClientSession(timeout=timeout, connector=connector, auto_decompress=True)
-        _sessions[id(loop)] = session
+        _sessions[(id(loop), guarded)] = session
     return session
+
+
+def refused(exc: outbound.OutboundForbidden, provider: str) -> Outcome:
+    """An org's api_base the outbound policy refuses: the org's configuration, not the provider, is at fault."""
+    message = f"The provider `{provider}` endpoint of this organisation is refused: {exc.message}"
+    return Outcome(None, 400, ApiError(400, message, code=outbound.CODE, param="model"))
 
 
 def upstream_error(status: int, raw: bytes | str, provider: str, headers: dict[str, str]) -> ApiError:
@@ -95,7 +105,7 @@ async def forward_direct(exchange: Exchange, call: Call, run_headers: dict[str, 
     url = f"{(route.api_base or '').rstrip('/')}/chat/completions"
     headers = {"authorization": f"Bearer {route.api_key}", "content-type": "application/json"}
     try:
-        async with _session().post(url, data=json.dumps(payload), headers=headers) as upstream:
+        async with _session(route.guarded).post(url, data=json.dumps(payload), headers=headers) as upstream:
             if upstream.status != 200:
                 raw = await upstream.read()
                 lowered = {k.lower(): v for k, v in upstream.headers.items()}
@@ -120,6 +130,8 @@ async def forward_direct(exchange: Exchange, call: Call, run_headers: dict[str, 
                 code="upstream_timeout",
             ),
         )
+    except outbound.OutboundForbidden as exc:
+        return refused(exc, route.provider)
     except aiohttp.ClientError as exc:
         return Outcome(
             None,
@@ -181,6 +193,12 @@ def litellm_error(exc: Exception, provider: str) -> ApiError:
 async def forward_litellm(exchange: Exchange, call: Call, run_headers: dict[str, str]) -> Outcome:
     route, request = call.route, call.request
     params = request.upstream_params()
+    if route.guarded and route.api_base:
+        # litellm's own HTTP client cannot be pinned: the org's base is checked here, just before the call.
+        try:
+            await asyncio.to_thread(outbound.check_url, route.api_base)
+        except outbound.OutboundForbidden as exc:
+            return refused(exc, route.provider)
     try:
         response = await litellm.acompletion(
             model=route.model,

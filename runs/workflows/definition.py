@@ -119,6 +119,29 @@ def check_step(name: str, config: Any, earlier: list[str], steps: list[str]) -> 
     return problems
 
 
+def outbound_problems(definition: Any) -> list[Problem]:
+    """URLs given literally to steps that fetch them, which the outbound policy refuses now (run for a definition
+    that passed ``check_definition``). A URL from a path or a template is checked when the step runs."""
+    from orgs.outbound import OutboundForbidden, check_url
+
+    problems = []
+    types = step_types()
+    for name in definition["steps"]:
+        config = definition["step_configs"][name]
+        params = config.get("params", {})
+        for key in types[config["type"]].outbound_params:
+            value = params.get(key)
+            if f"{key}_path" in params or not isinstance(value, str) or contains_template(value):
+                continue
+            try:
+                check_url(value)
+            except OutboundForbidden as exc:
+                problems.append(
+                    Problem(f"step {name!r}: {key}: {exc.message}", f"workflow.step_configs.{name}.params.{key}")
+                )
+    return problems
+
+
 def contains_template(value: Any) -> bool:
     if isinstance(value, str):
         return "{{" in value

@@ -68,6 +68,8 @@ class Step(ABC):
     params: ClassVar[Json]
     outputs: ClassVar[Json]
     raw_params: ClassVar[tuple[str, ...]] = ()
+    # Params holding a URL the server will fetch: checked against the outbound policy when given literally.
+    outbound_params: ClassVar[tuple[str, ...]] = ()
     category: ClassVar[str] = "general"
 
     @abstractmethod

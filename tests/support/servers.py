@@ -16,9 +16,15 @@ ROOT = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
 
 
-def free_port() -> int:
+# Where the suite's own receivers (webhook targets, fake providers, OTLP collectors) listen: a loopback address of
+# its own, the only one the suite's JETTY_OUTBOUND_ALLOW admits. The platform listens on 127.0.0.1, which stays
+# refused, so no test can fetch the platform's own API through an outbound request.
+RECEIVER_HOST = "127.0.0.2"
+
+
+def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
+        s.bind((host, 0))
         return s.getsockname()[1]
 
 
@@ -60,9 +66,10 @@ def spawn(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
 
 
 def start_fake_upstream(log: Path) -> Process:
-    port = free_port()
-    proc = spawn([sys.executable, "-m", "tests.support.fake_openai", "--port", str(port)], dict(os.environ), log)
-    url = f"http://127.0.0.1:{port}"
+    port = free_port(RECEIVER_HOST)
+    args = [sys.executable, "-m", "tests.support.fake_openai", "--host", RECEIVER_HOST, "--port", str(port)]
+    proc = spawn(args, dict(os.environ), log)
+    url = f"http://{RECEIVER_HOST}:{port}"
     wait_until(
         lambda: urllib.request.urlopen(f"{url}/v1/models", timeout=1).status == 200, 20, "fake upstream", proc, log
     )

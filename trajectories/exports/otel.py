@@ -19,6 +19,8 @@ from opentelemetry.semconv._incubating.attributes import gen_ai_attributes as ge
 from opentelemetry.semconv.attributes import error_attributes
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
+from orgs import outbound
+
 from ..models import Event, Run, RunKind, RunStatus
 from .jetty import dumps, events_of
 
@@ -315,16 +317,22 @@ def export_run_otlp(
     headers: dict[str, str] | None = None,
     include_content: bool = False,
     timeout: float | None = None,
+    trusted: bool = False,
 ) -> OtlpExport:
-    """Send the run's spans to an OTLP/HTTP traces endpoint (``http://collector:4318/v1/traces``)."""
+    """Send the run's spans to an OTLP/HTTP traces endpoint (``http://collector:4318/v1/traces``). Unless the
+    endpoint is the operator's own (``trusted``), the request goes through the outbound policy; a refusal raises
+    OutboundForbidden."""
     spans = run_to_otel_spans(run, include_content=include_content)
+    session, adapter = (None, None) if trusted else outbound.requests_session()
     exporter = OTLPSpanExporter(
-        endpoint=endpoint, headers=headers or {}, timeout=timeout or settings.JETTY_OTLP_TIMEOUT_S
+        endpoint=endpoint, headers=headers or {}, timeout=timeout or settings.JETTY_OTLP_TIMEOUT_S, session=session
     )
     try:
         result = exporter.export(spans)
     finally:
         exporter.shutdown()
+    if adapter is not None and adapter.refused is not None:
+        raise adapter.refused  # the exporter swallows every exception; the reason is kept by the adapter
     if result != SpanExportResult.SUCCESS:
         raise OtlpExportFailed(f"the OTLP endpoint {endpoint} did not accept the spans")
     return OtlpExport(endpoint=endpoint, spans=len(spans), trace_id=trace_id_of(run))

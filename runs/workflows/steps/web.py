@@ -1,4 +1,5 @@
-"""Steps that reach out: an HTTP request, a signed webhook notification."""
+"""Steps that reach out: an HTTP request, a signed webhook notification. Both go through the outbound policy
+(orgs/outbound.py): a URL that is, or resolves to, an internal address fails the step, and nothing read is kept."""
 
 from __future__ import annotations
 
@@ -9,10 +10,12 @@ import time
 
 import httpx
 
+from orgs import outbound
+
 from ..registry import ANY, BOOLEAN, INTEGER, STRING, Json, Step, StepContext, StepFailed, obj, register
 
 METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"]
-MAX_RESPONSE_BYTES = 5 * 1024 * 1024
+MAX_RESPONSE_BYTES = outbound.MAX_RESPONSE_BYTES
 
 
 @register
@@ -40,32 +43,37 @@ class HttpRequest(Step):
         ("status", "text", "ok"),
     )
 
+    outbound_params = ("url",)
+
     def run(self, ctx: StepContext, params: Json) -> Json:
         headers = {"Idempotency-Key": ctx.key, **params.get("headers", {})}
         try:
-            response = httpx.request(
+            reply = outbound.fetch(
                 params.get("method", "GET"),
                 params["url"],
                 headers=headers,
                 json=params.get("json"),
                 content=params.get("body"),
                 timeout=params.get("timeout_s", 30),
+                max_bytes=MAX_RESPONSE_BYTES,
             )
+        except outbound.OutboundForbidden as exc:
+            raise StepFailed(exc.message) from None
         except httpx.HTTPError as exc:
             raise StepFailed(f"{params['url']}: {exc.__class__.__name__}: {exc}") from None
-        text = response.content[:MAX_RESPONSE_BYTES].decode("utf-8", errors="replace")
-        if params.get("fail_on_status", True) and response.status_code >= 400:
-            raise StepFailed(f"{params['url']} answered {response.status_code}: {text[:300]}")
+        text = reply.content.decode("utf-8", errors="replace")
+        if params.get("fail_on_status", True) and reply.status >= 400:
+            raise StepFailed(f"{params['url']} answered {reply.status}: {text[:300]}")
         try:
-            body = response.json()
+            body = json.loads(reply.content) if not reply.truncated else None
         except ValueError:
             body = None
         return {
-            "status": response.status_code,
-            "headers": dict(response.headers),
+            "status": reply.status,
+            "headers": reply.headers,
             "text": text,
             "json": body,
-            "ok": response.is_success,
+            "ok": 200 <= reply.status < 300,
         }
 
 
@@ -88,6 +96,8 @@ class WebhookNotify(Step):
     )
     outputs = obj({"delivered": BOOLEAN, "status": {"type": ["integer", "null"]}, "attempts": INTEGER})
 
+    outbound_params = ("url",)
+
     def run(self, ctx: StepContext, params: Json) -> Json:
         body = json.dumps(params.get("payload")).encode()
         status = None
@@ -99,7 +109,9 @@ class WebhookNotify(Step):
                 signed = f"{timestamp}.".encode() + body
                 headers["X-Jetty-Signature"] = hmac.new(params["secret"].encode(), signed, hashlib.sha256).hexdigest()
             try:
-                status = httpx.post(params["url"], content=body, headers=headers, timeout=10).status_code
+                status = outbound.fetch("POST", params["url"], content=body, headers=headers, timeout=10).status
+            except outbound.OutboundForbidden as exc:
+                raise StepFailed(exc.message) from None
             except httpx.HTTPError:
                 status = None
             if status is not None and status < 300:
