@@ -178,8 +178,8 @@ class WorkspaceWatch:
     BLOB_BYTES = 1024 * 1024
     DIFF_BYTES = 200_000
 
-    def __init__(self, root: Path):
-        self.root = root
+    def __init__(self, workspace: Path):
+        self.workspace = workspace  # read only through ``hostile``: the agent writes here while we look
         self.seen = self.scan()
         self.contents: dict[str, tuple[str, str | None]] = {}  # path: (sha256, text) as last recorded
 
@@ -187,7 +187,7 @@ class WorkspaceWatch:
         """(size, mtime) of the regular files under /app now, through the reader that follows no link: the agent
         may be renaming folders or swapping them for links while this runs."""
         found: dict[str, tuple[int, int]] = {}
-        for entry in hostile.walk(self.root, exclude=("assets",)):
+        for entry in hostile.walk(self.workspace, exclude=("assets",)):
             if entry.refused is None:
                 found[entry.path] = (entry.size, entry.mtime_ns)
                 if len(found) >= self.LIMIT:
@@ -221,7 +221,7 @@ class WorkspaceWatch:
         if not exists:
             return {"previous_sha256": previous[0]} if previous else {}
         try:
-            data = hostile.read(self.root, name, self.BLOB_BYTES)
+            data = hostile.read(self.workspace, name, self.BLOB_BYTES)
         except hostile.Unreadable as exc:
             return {"snapshot": "too large to keep"} if exc.reason == hostile.TOO_LARGE else {}
         digest = store_blob(data)

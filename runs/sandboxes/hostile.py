@@ -23,7 +23,7 @@ from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import BinaryIO
+from typing import Protocol
 
 DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 # O_NONBLOCK: a FIFO swapped in between the look and the open must not hang the worker.
@@ -55,6 +55,10 @@ HOSTILE_ERRNOS = {
     errno.EPERM: DENIED,
     errno.EXDEV: OTHER_FILESYSTEM,  # raised here for a folder on another filesystem
 }
+
+
+class Source(Protocol):
+    def read(self, size: int = -1, /) -> bytes: ...
 
 
 class Unreadable(Exception):
@@ -105,7 +109,13 @@ def _refusal(st: os.stat_result, device: int) -> str | None:
 
 
 def _open_folder(name: str, parent: int, device: int) -> int:
-    fd = os.open(name, DIR_FLAGS, dir_fd=parent)
+    try:
+        fd = os.open(name, DIR_FLAGS, dir_fd=parent)
+    except NotADirectoryError:
+        # O_DIRECTORY speaks first on a link: say it was one, for the run's log.
+        if stat.S_ISLNK(os.stat(name, dir_fd=parent, follow_symlinks=False).st_mode):
+            raise OSError(errno.ELOOP, "a link") from None
+        raise
     if os.fstat(fd).st_dev != device:
         os.close(fd)
         raise OSError(errno.EXDEV, "crosses into another filesystem")
@@ -226,7 +236,7 @@ def tree_bytes(root: Path) -> int:
     return sum(entry.size for entry in walk(root))
 
 
-def write(root: Path, relative: str, source: BinaryIO) -> None:
+def write(root: Path, relative: str, source: Source) -> None:
     """Write ``source`` to a new file ``root/relative``, making its folders, without following any link: what is
     in the way (a file, a link) is replaced, never written through."""
     parts = _parts(relative)

@@ -38,8 +38,9 @@ class HostSecret:
         return sorted(p for p in self.folder.iterdir() if p.is_file())
 
 
-@pytest.fixture
-def host_secret() -> Iterator[HostSecret]:
+@pytest.fixture(name="host_secret")
+def host_secret_fixture() -> Iterator[HostSecret]:
+    """Import ``host_secret_fixture`` to use the ``host_secret`` fixture in a test module."""
     marker = f"jetty-host-secret-{uuid.uuid4().hex}"
     folder = ROOT / "var" / f"host-secret-{uuid.uuid4().hex[:12]}"
     folder.mkdir(parents=True, mode=0o700)

@@ -9,7 +9,7 @@ the host secret reaches anything stored or served.
 
 from __future__ import annotations
 
-from tests.security.host_secret import host_secret, places_holding  # noqa: F401 (fixture)
+from tests.security.host_secret import host_secret_fixture, places_holding  # noqa: F401 (the fixture)
 from tests.test_agent_runs import assert_clean_trajectory, final_run, start_async
 from tests.test_escape import runbook
 
@@ -22,23 +22,29 @@ def swapping(secret) -> str:
     folder = secret.folder
     loop = (
         "while true; do"
-        " mv /app/d /app/d.real; ln -s {f} /app/d; rm -f /app/d; mv /app/d.real /app/d;"
+        f" mv /app/d /app/d.real; ln -s {folder} /app/d; rm -f /app/d; mv /app/d.real /app/d;"
         " echo $RANDOM > /app/d/secret.txt; echo $RANDOM > /app/d/summary.md;"
-        " mv /app/results/sub /app/results/sub.real; ln -s {f} /app/results/sub;"
+        f" mv /app/results/sub /app/results/sub.real; ln -s {folder} /app/results/sub;"
         " rm -f /app/results/sub; mv /app/results/sub.real /app/results/sub;"
         " mkdir -p /app/x/y/z; mv /app/x /app/x2; mv /app/x2 /app/x;"
         " done"
-    ).format(f=folder)
+    )
     start = (
-        "mkdir -p /app/d /app/results/sub /app/x/y/z; echo mine > /app/d/secret.txt; echo mine > /app/results/sub/secret.txt;"
+        "mkdir -p /app/d /app/results/sub /app/x/y/z;"
+        " echo mine > /app/d/secret.txt; echo mine > /app/results/sub/secret.txt;"
         f" nohup bash -c '{loop}' >/dev/null 2>&1 & echo $! > /tmp/loop.pid; echo started"
     )
-    writes = [f"echo {i} > /app/results/step{i}.txt; echo $i > /app/x/y/z/f{i}.txt; ls -R /app >/dev/null 2>&1; true" for i in range(STEPS)]
+    writes = [
+        f"echo {i} > /app/results/step{i}.txt; echo $i > /app/x/y/z/f{i}.txt; ls -R /app >/dev/null 2>&1; true"
+        for i in range(STEPS)
+    ]
     stop = "kill $(cat /tmp/loop.pid); sleep 0.2; rm -f /app/d /app/results/sub 2>/dev/null; echo stopped"
     return runbook(start, *writes, stop)
 
 
-def test_folders_swapped_during_the_scan_neither_crash_the_run_nor_leak(alice, alice_client, host_secret, each_backend_worker):  # noqa: F811
+def test_folders_swapped_during_the_scan_neither_crash_the_run_nor_leak(
+    alice, alice_client, host_secret, each_backend_worker
+):
     backend = each_backend_worker.backend
     run = final_run(start_async(alice_client, runbook=swapping(host_secret), template_variables={}, task="swaps"), 180)
     assert run.status == "succeeded", (backend, run.status, run.error_kind, run.error)

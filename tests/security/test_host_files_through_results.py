@@ -10,7 +10,7 @@ agent's doing (succeeded, or failed as a user error), never as a platform fault.
 
 from __future__ import annotations
 
-from tests.security.host_secret import host_secret, places_holding  # noqa: F401 (fixture)
+from tests.security.host_secret import host_secret_fixture, places_holding  # noqa: F401 (the fixture)
 from tests.test_agent_runs import assert_clean_trajectory, final_run, start_async
 from tests.test_escape import runbook
 
@@ -23,8 +23,10 @@ def attacks(secret) -> dict[str, str]:
         "links-in-results": runbook(
             f"ln -sf {folder}/summary.md /app/results/summary.md; ln -s /etc /app/results/etc;"
             f" mkdir -p /app/results/sub && ln -s {folder}/secret.txt /app/results/sub/leak.txt;"
-            f" ln -s {folder} /app/results/sub/host; echo mine > /app/mine.txt && ln /app/mine.txt /app/results/hard.txt;"
-            " mkfifo /app/results/validation_report.json; echo planted > /app/results/ok.txt; ls -la /app/results; echo planted",
+            f" ln -s {folder} /app/results/sub/host;"
+            " echo mine > /app/mine.txt && ln /app/mine.txt /app/results/hard.txt;"
+            " mkfifo /app/results/validation_report.json; echo planted > /app/results/ok.txt;"
+            " ls -la /app/results; echo planted",
             STOP_AGENT,
         ),
         "report-is-a-link": runbook(
@@ -32,11 +34,13 @@ def attacks(secret) -> dict[str, str]:
             f" ln -s {folder}/summary.md /app/results/summary.md; echo planted",
             STOP_AGENT,
         ),
-        "results-folder-is-a-link": runbook(f"rm -rf /app/results && ln -s {folder} /app/results; echo planted", STOP_AGENT),
+        "results-folder-is-a-link": runbook(
+            f"rm -rf /app/results && ln -s {folder} /app/results; echo planted", STOP_AGENT
+        ),
     }
 
 
-def test_links_in_results_hand_no_host_file_to_the_tenant(alice, alice_client, host_secret, each_backend_worker):  # noqa: F811
+def test_links_in_results_hand_no_host_file_to_the_tenant(alice, alice_client, host_secret, each_backend_worker):
     backend = each_backend_worker.backend
     started = {
         name: start_async(alice_client, runbook=text, template_variables={}, task=f"results-{name}")
