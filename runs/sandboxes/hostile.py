@@ -64,8 +64,8 @@ class Source(Protocol):
 class Unreadable(Exception):
     """An entry of a sandbox's tree the host did not read, and why (for the run's log)."""
 
-    def __init__(self, path: str, reason: str):
-        super().__init__(f"{path} is {reason}" if reason != CHANGED else f"{path} {reason}")
+    def __init__(self, path: str, reason: str, detail: str = ""):
+        super().__init__(f"{path} {'' if reason == CHANGED else 'is '}{detail or reason}")
         self.path, self.reason = path, reason
 
     @property
@@ -152,7 +152,7 @@ def read(root: Path, relative: str, limit: int) -> bytes:
             # Look first: a device node or FIFO is refused before it is ever opened.
             refused = _refusal(before, device)
             if refused is None and before.st_size > limit:
-                refused = TOO_LARGE
+                raise Unreadable(relative, TOO_LARGE, f"over {limit} bytes")
             if refused:
                 raise Unreadable(relative, refused)
             fd = os.open(parts[-1], FILE_FLAGS, dir_fd=folder)
@@ -179,7 +179,7 @@ def _read_capped(fd: int, relative: str, limit: int) -> bytes:
         chunks.append(chunk)
         total += len(chunk)
         if total > limit:  # it grew after the look
-            raise Unreadable(relative, TOO_LARGE)
+            raise Unreadable(relative, TOO_LARGE, f"over {limit} bytes")
     return b"".join(chunks)
 
 

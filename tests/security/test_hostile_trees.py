@@ -112,7 +112,7 @@ def test_files_over_the_limit_are_refused_and_paths_cannot_climb(tree):
     (tree / "results" / "big.bin").write_bytes(b"x" * 101)
     with pytest.raises(hostile.Unreadable) as refused:
         hostile.read(tree, "results/big.bin", 100)
-    assert refused.value.reason == hostile.TOO_LARGE
+    assert refused.value.reason == hostile.TOO_LARGE and str(refused.value) == "results/big.bin is over 100 bytes"
     assert hostile.read(tree, "results/big.bin", 101) == b"x" * 101
     with pytest.raises(hostile.Unreadable) as missing:
         hostile.read(tree, "results/gone.txt", 100)
