@@ -29,7 +29,7 @@ from .actions import end_run
 from .agents import Agent, Mission, agent_for, sanitise
 from .limits import limit_error, sandbox_limits
 from .models import Job, RunToken, Upload
-from .sandboxes import Outcome, SandboxSpec, SandboxUnavailable, create_sandbox, destroy_leftovers
+from .sandboxes import Outcome, SandboxSpec, SandboxUnavailable, create_sandbox, destroy_leftovers, hostile
 from .sandboxes.base import GATEWAY_SOCKET
 from .secrets import Masker
 from .timeline import Timeline, flush_pending_calls
@@ -37,6 +37,7 @@ from .timeline import Timeline, flush_pending_calls
 logger = logging.getLogger(__name__)
 
 MAX_ARTIFACT_BYTES = 512 * 1024 * 1024
+MAX_RESULT_FILE_BYTES = 16 * 1024 * 1024  # summary.md and validation_report.json, read into the database
 
 
 class PlatformError(Exception):
@@ -139,7 +140,7 @@ def execute(run_id: int) -> None:
     except Exception as exc:
         raise PlatformError(f"could not provision a sandbox: {exc}") from exc
     try:
-        place_uploads(job, sandbox.assets)
+        place_uploads(job, sandbox.workspace)
     except Exception as exc:
         sandbox.destroy()
         raise PlatformError(f"could not place the run's files: {exc}") from exc
@@ -174,7 +175,7 @@ def execute(run_id: int) -> None:
         outcome = execution.wait()
         flush_pending_calls(run.pk)  # a call whose answer the agent never read to the end
         heartbeat.stopped.set()
-        collect(run, job, sandbox.results, agent.final)
+        collect(run, job, sandbox.workspace, agent.final)
     finally:
         if heartbeat is not None:
             heartbeat.stopped.set()
@@ -201,56 +202,66 @@ def check_reported_usage(run: Run, agent: Agent) -> None:
         append_events(run.pk, [EventRecord(kind="log", ts=time.time(), payload=warning)])
 
 
-def place_uploads(job: Job, assets: Path) -> None:
-    """Copy the run's uploads to /app/assets (paths were made safe when uploaded)."""
+def place_uploads(job: Job, workspace: Path) -> None:
+    """Copy the run's uploads to /app/assets (paths were made safe when uploaded), through the one writer that
+    never follows a link in the sandbox's tree."""
     for upload in Upload.objects.filter(org=job.org, key__in=job.file_paths):
-        target = assets / upload.path
-        target.parent.mkdir(parents=True, exist_ok=True)
         with upload.file.open("rb") as source:
-            target.write_bytes(source.read())
+            hostile.write(workspace, f"assets/{upload.path}", source)
 
 
-def collect(run: Run, job: Job, results: Path, final_answer: str | None) -> None:
-    """Store /app/results as artifacts; read the validation report and summary."""
-    base = results.resolve()
-    for path in sorted(results.rglob("*")):
-        if path.is_symlink() or not path.is_file() or not path.resolve().is_relative_to(base):
+def collect(run: Run, job: Job, workspace: Path, final_answer: str | None) -> None:
+    """Store /app/results as artifacts; read the validation report and summary.
+
+    All of it is read through ``hostile``: the agent may have left links, hard links, FIFOs or a results folder
+    that is itself a link, and the worker must not read a host file for it. What was not kept is said in the log.
+    """
+    skipped: list[str] = []
+    for entry in hostile.walk(workspace, "results"):
+        try:
+            if entry.refused:
+                raise hostile.Unreadable(f"results/{entry.path}", entry.refused)
+            data = hostile.read(workspace, f"results/{entry.path}", MAX_ARTIFACT_BYTES)
+        except hostile.Unreadable as exc:
+            if not exc.missing:
+                skipped.append(f"/app/{exc} and was not kept")
             continue
-        relative = path.relative_to(results).as_posix()
-        data = path.read_bytes()[: MAX_ARTIFACT_BYTES + 1]
-        if len(data) > MAX_ARTIFACT_BYTES:
-            append_events(
-                run.pk,
-                [
-                    EventRecord(
-                        kind="log",
-                        ts=time.time(),
-                        payload={"message": f"{relative} is over {MAX_ARTIFACT_BYTES} bytes and was not kept"},
-                    )
-                ],
-            )
-            continue
-        Artifact.objects.filter(run=run, path=relative).delete()
+        Artifact.objects.filter(run=run, path=entry.path).delete()
         artifact = Artifact(
             run=run,
-            path=relative,
+            path=entry.path,
             size=len(data),
             sha256=hashlib.sha256(data).hexdigest(),
-            content_type=mimetypes.guess_type(relative)[0] or "application/octet-stream",
+            content_type=mimetypes.guess_type(entry.path)[0] or "application/octet-stream",
         )
-        artifact.file.save(f"{run.public_id}/{relative}", ContentFile(data), save=False)
+        artifact.file.save(f"{run.public_id}/{entry.path}", ContentFile(data), save=False)
         artifact.save()
-    report = results / "validation_report.json"
-    if report.is_file():
+    report = _result_file(workspace, "validation_report.json", skipped)
+    if report is not None:
         try:
-            job.validation = json.loads(report.read_text())
+            job.validation = json.loads(report)
         except ValueError as exc:
             job.validation = {"error": f"validation_report.json is not valid JSON: {exc}"}
-    summary = results / "summary.md"
-    job.final_answer = final_answer or (summary.read_text(errors="replace") if summary.is_file() else "")
+    summary = _result_file(workspace, "summary.md", skipped)
+    job.final_answer = final_answer or (summary.decode(errors="replace") if summary is not None else "")
     job.save(update_fields=["validation", "final_answer"])
+    if skipped:
+        now = time.time()
+        records = [EventRecord(kind="log", ts=now, payload={"message": sanitise(m)}) for m in dict.fromkeys(skipped)]
+        append_events(run.pk, records)
     if isinstance(job.validation, dict):
         label_validation(run, job.validation)
+
+
+def _result_file(workspace: Path, name: str, skipped: list[str]) -> bytes | None:
+    """A file the platform reads from /app/results (summary, validation report), or None if it is not there or
+    could not be read safely (said in ``skipped``)."""
+    try:
+        return hostile.read(workspace, f"results/{name}", MAX_RESULT_FILE_BYTES)
+    except hostile.Unreadable as exc:
+        if not exc.missing:
+            skipped.append(f"/app/{exc} and was not read")
+        return None
 
 
 def label_validation(run: Run, report: dict) -> None:

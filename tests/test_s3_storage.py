@@ -79,12 +79,12 @@ def test_artifacts_are_collected_into_the_bucket(db, s3, tmp_path):
     org = Org.objects.create(name="acme")
     run = Run.objects.create(org=org, task="t", kind="agent")
     job = Job.objects.create(run=run, org=org, runbook="x")
-    results = tmp_path / "results"
+    results = tmp_path / "results"  # tmp_path stands for the sandbox's workspace, /app
     (results / "nested").mkdir(parents=True)
     (results / "nested" / "out.json").write_text('{"ok": true}')
     (results / "summary.md").write_text("# Done\n")
     (results / "escape").symlink_to("/etc/passwd")
-    collect(run, job, results, None)
+    collect(run, job, tmp_path, None)
     artifacts = {a.path: a for a in run.artifacts.all()}
     assert set(artifacts) == {"nested/out.json", "summary.md"}  # symlinks are never followed
     body = s3.get_object(Bucket=BUCKET, Key=artifacts["nested/out.json"].file.name)["Body"].read()

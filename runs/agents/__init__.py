@@ -17,6 +17,8 @@ from typing import Any
 
 from trajectories.actions import EventRecord, store_blob
 
+from ..sandboxes import hostile
+
 MAX_FIELD_CHARS = 64_000
 
 
@@ -176,22 +178,21 @@ class WorkspaceWatch:
     BLOB_BYTES = 1024 * 1024
     DIFF_BYTES = 200_000
 
-    def __init__(self, root: Path, org_id: int | None = None):
-        self.root = root
+    def __init__(self, workspace: Path, org_id: int | None = None):
+        self.workspace = workspace  # read only through ``hostile``: the agent writes here while we look
         self.org_id = org_id  # the org whose run this is: it holds the snapshots stored (None: nobody)
         self.seen = self.scan()
         self.contents: dict[str, tuple[str, str | None]] = {}  # path: (sha256, text) as last recorded
 
     def scan(self) -> dict[str, tuple[int, int]]:
+        """(size, mtime) of the regular files under /app now, through the reader that follows no link: the agent
+        may be renaming folders or swapping them for links while this runs."""
         found: dict[str, tuple[int, int]] = {}
-        for path in self.root.rglob("*"):
-            relative = path.relative_to(self.root)
-            if relative.parts[0] == "assets" or not path.is_file() or path.is_symlink():
-                continue
-            stat = path.stat()
-            found[relative.as_posix()] = (stat.st_size, stat.st_mtime_ns)
-            if len(found) >= self.LIMIT:
-                break
+        for entry in hostile.walk(self.workspace, exclude=("assets",)):
+            if entry.refused is None:
+                found[entry.path] = (entry.size, entry.mtime_ns)
+                if len(found) >= self.LIMIT:
+                    break
         return found
 
     def changes(self, ts: float) -> list[EventRecord]:
@@ -221,12 +222,9 @@ class WorkspaceWatch:
         if not exists:
             return {"previous_sha256": previous[0]} if previous else {}
         try:
-            path = self.root / name
-            if path.stat().st_size > self.BLOB_BYTES:
-                return {"snapshot": "too large to keep"}
-            data = path.read_bytes()
-        except OSError:
-            return {}
+            data = hostile.read(self.workspace, name, self.BLOB_BYTES)
+        except hostile.Unreadable as exc:
+            return {"snapshot": "too large to keep"} if exc.reason == hostile.TOO_LARGE else {}
         digest = store_blob(data, self.org_id)
         found: dict[str, Any] = {"sha256": digest}
         if previous:

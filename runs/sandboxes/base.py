@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from . import hostile
+
 if TYPE_CHECKING:
     from .network import SandboxNetwork
 
@@ -74,14 +76,8 @@ class Outcome:
 
 
 def dir_size_mb(path: Path) -> float:
-    total = 0
-    for root, _dirs, files in os.walk(path):
-        for name in files:
-            try:
-                total += os.lstat(os.path.join(root, name)).st_size
-            except OSError:
-                pass
-    return total / (1024 * 1024)
+    """The size of a sandbox's tree, walked without following the links the agent may plant or swap in."""
+    return hostile.tree_bytes(path) / (1024 * 1024)
 
 
 class Execution(ABC):
