@@ -7,7 +7,7 @@ runs; meanwhile org B makes chat calls one after another and then starts one age
 - how long org B's agent run waits, submitted behind A's backlog, until it is running (the goal: within 5 s);
 - what A's ingests and runs got (status codes, how many ran), and that A never held more runs than its limit.
 
-    .venv/bin/python bench/fairness.py [--smoke] [--ingest-mb 30] [--ingests 3] [--runs 40] [--workers 2]
+    .venv/bin/python bench/fairness.py [--smoke] [--ingest-mb 30] [--ingests 3] [--runs 40] [--seconds 30] [--workers 2]
 
 Starts its own daphne and Celery workers on a fresh embedded database (SQLite, filesystem broker) unless
 DATABASE_URL/REDIS_URL are set. `--smoke` is the seconds-long version the test suite runs (small ingests, few
@@ -63,23 +63,34 @@ mkdir -p /app/results && sleep {sleep} && echo done > /app/results/done.txt
 """
 
 
-def trajectory(size: int, n: int) -> bytes:
-    """A finished run as Jetty's trajectory JSON, about ``size`` bytes, with events of ~64 KB each."""
+def trajectory(size: int) -> bytes:
+    """A finished run as Jetty's trajectory JSON, about ``size`` bytes, with events of ~64 KB each; its id is
+    ``RUN_ID``, for ``fresh`` to replace."""
     events = max(1, size // 65_536)
     text = "x" * (size // events - 120)
     doc = {
         "format": "jetty.trajectory",
         "version": 1,
-        "run": {"id": f"flood-{n}-{time.time_ns()}", "task": "flood", "status": "succeeded", "created": time.time()},
+        "run": {"id": RUN_ID, "task": "flood", "status": "succeeded", "created": time.time()},
         "events": [{"kind": "log", "ts": time.time(), "payload": {"message": text}} for _ in range(events)],
     }
     return json.dumps(doc).encode()
 
 
-def chat_latencies(http: httpx.Client, calls: int) -> list[float]:
-    out = []
+RUN_ID = "flood-" + "0" * 24
+
+
+def fresh(blob: bytes) -> bytes:
+    """The trajectory with a new run id, so each ingest is written, not found again (and cheap to make)."""
+    return blob.replace(RUN_ID.encode(), f"flood-{time.time_ns():024d}".encode(), 1)
+
+
+def chat_latencies(http: httpx.Client, seconds: float) -> list[float]:
+    """One chat call after another for ``seconds``: each one's latency in ms."""
+    out: list[float] = []
     body = {"model": "scripted/default", "messages": [{"role": "user", "content": "hi"}]}
-    for _ in range(calls):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
         started = time.perf_counter()
         response = http.post("/v1/chat/completions", json=body)
         response.raise_for_status()
@@ -131,13 +142,13 @@ def main() -> None:
     parser.add_argument("--ingest-mb", type=float, default=30)
     parser.add_argument("--ingests", type=int, default=3, help="org A's ingests in flight at once")
     parser.add_argument("--runs", type=int, default=40, help="agent runs org A queues")
-    parser.add_argument("--calls", type=int, default=40, help="org B's chat calls idle and again under load")
+    parser.add_argument("--seconds", type=float, default=30, help="org B's chat calls idle, and again under load")
     parser.add_argument("--workers", type=int, default=2, help="Celery worker processes (solo pool)")
     parser.add_argument("--run-seconds", type=float, default=3, help="how long each of org A's runs works")
     parser.add_argument("--out", default="")
     args = parser.parse_args()
     if args.smoke:
-        args.ingest_mb, args.runs, args.calls, args.run_seconds = 2, 6, 15, 2
+        args.ingest_mb, args.runs, args.seconds, args.run_seconds = 2, 6, 3, 2
     out = Path(args.out or ROOT / "bench" / "results" / ("fairness-smoke.json" if args.smoke else "fairness.json"))
     call_command("migrate", verbosity=0)
     (WORK / "sandboxes").mkdir(parents=True, exist_ok=True)
@@ -157,37 +168,38 @@ def main() -> None:
     try:
         a = httpx.Client(base_url=web.url, headers={"Authorization": f"Bearer {token_a}"}, timeout=300)
         b = httpx.Client(base_url=web.url, headers={"Authorization": f"Bearer {token_b}"}, timeout=300)
-        chat_latencies(b, 5)  # warm
-        idle = chat_latencies(b, args.calls)
+        chat_latencies(b, 1)  # warm
+        idle = chat_latencies(b, args.seconds)
         b_idle_id = submit_run(b, 0, "b idle")
         since = time.monotonic()
         idle_start = started_after(b_idle_id, since, 60)
-        blobs = [trajectory(size, n) for n in range(args.ingests)]
+        blob = trajectory(size)
 
         def flood(n: int) -> None:
             with httpx.Client(base_url=web.url, headers={"Authorization": f"Bearer {token_a}"}, timeout=300) as http:
                 while not stop.is_set():
                     started = time.perf_counter()
                     response = http.post(
-                        "/api/v1/runs/ingest", content=blobs[n], headers={"Content-Type": "application/json"}
+                        "/api/v1/runs/ingest", content=fresh(blob), headers={"Content-Type": "application/json"}
                     )
                     ingests.append((response.status_code, time.perf_counter() - started))
-                    blobs[n] = trajectory(size, n)  # a new run id, so each one is written, not found again
+                    if response.status_code == 429:  # as a well-behaved client does
+                        time.sleep(float(response.headers.get("Retry-After", "1")))
 
         a_ids = [submit_run(a, args.run_seconds, f"a {i}") for i in range(args.runs)]
         watcher = threading.Thread(target=most_running, args=(org_a, stop, running_counts), daemon=True)
         watcher.start()
-        with ThreadPoolExecutor(args.ingests) as pool:
+        with ThreadPoolExecutor(args.ingests + 1) as pool:
             for n in range(args.ingests):
                 pool.submit(flood, n)
             time.sleep(1)  # the flood is under way
-            loaded = chat_latencies(b, args.calls)
             b_id = submit_run(b, 0, "b under load")
-            since = time.monotonic()
-            loaded_start = started_after(b_id, since, 120)
+            waited = pool.submit(started_after, b_id, time.monotonic(), 120)
+            a_done = Run.objects.filter(public_id__in=a_ids, status__in=FINAL_STATUSES).count()
+            loaded = chat_latencies(b, args.seconds)
+            loaded_start = waited.result()
             stop.set()
         watcher.join()
-        a_done = Run.objects.filter(public_id__in=a_ids, status__in=FINAL_STATUSES).count()
     finally:
         stop.set()
         for worker in workers:

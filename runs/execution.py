@@ -77,7 +77,8 @@ def claim(run_id: int) -> tuple[Job, int] | None:
             return None
         job.attempts += 1
         job.heartbeat_at, job.worker = now, worker_id()
-        job.save(update_fields=["attempts", "heartbeat_at", "worker"])
+        job.dispatched_at = job.dispatched_at or now  # a message sent before runs were held counts as sent
+        job.save(update_fields=["attempts", "heartbeat_at", "worker", "dispatched_at"])
         if run.status == RunStatus.RUNNING:
             move_run(run.pk, RunStatus.QUEUED, reason="the worker running it stopped answering")
         move_run(run.pk, RunStatus.RUNNING, attempt=job.attempts, worker=job.worker)
