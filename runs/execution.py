@@ -22,6 +22,7 @@ from django.core.files.base import ContentFile
 from django.db import close_old_connections, transaction
 from django.utils import timezone
 
+from orgs.quotas import storage_room
 from trajectories.actions import EventRecord, append_events, move_run, record_label
 from trajectories.models import FINAL_STATUSES, Artifact, ErrorKind, LabelSource, Run, RunKind, RunStatus
 
@@ -214,23 +215,21 @@ def place_uploads(job: Job, assets: Path) -> None:
 def collect(run: Run, job: Job, results: Path, final_answer: str | None) -> None:
     """Store /app/results as artifacts; read the validation report and summary."""
     base = results.resolve()
+    room = storage_room(run.org_id)
     for path in sorted(results.rglob("*")):
         if path.is_symlink() or not path.is_file() or not path.resolve().is_relative_to(base):
             continue
         relative = path.relative_to(results).as_posix()
         data = path.read_bytes()[: MAX_ARTIFACT_BYTES + 1]
         if len(data) > MAX_ARTIFACT_BYTES:
-            append_events(
-                run.pk,
-                [
-                    EventRecord(
-                        kind="log",
-                        ts=time.time(),
-                        payload={"message": f"{relative} is over {MAX_ARTIFACT_BYTES} bytes and was not kept"},
-                    )
-                ],
-            )
+            not_kept(run, f"{relative} is over {MAX_ARTIFACT_BYTES} bytes and was not kept")
             continue
+        if room is not None and len(data) > room:
+            limit = settings.JETTY_ORG_MAX_STORED_BYTES
+            not_kept(run, f"{relative} was not kept: the org's storage limit of {limit} bytes is reached "
+                     "(JETTY_ORG_MAX_STORED_BYTES)", code="org_storage_limit")  # fmt: skip
+            continue
+        room = None if room is None else room - len(data)
         Artifact.objects.filter(run=run, path=relative).delete()
         artifact = Artifact(
             run=run,
@@ -252,6 +251,12 @@ def collect(run: Run, job: Job, results: Path, final_answer: str | None) -> None
     job.save(update_fields=["validation", "final_answer"])
     if isinstance(job.validation, dict):
         label_validation(run, job.validation)
+
+
+def not_kept(run: Run, message: str, code: str = "") -> None:
+    """Say in the trajectory that a result file was left out, and why."""
+    payload = {"level": "warning", "message": message, **({"code": code} if code else {})}
+    append_events(run.pk, [EventRecord(kind="log", ts=time.time(), payload=payload)])
 
 
 def label_validation(run: Run, report: dict) -> None:
