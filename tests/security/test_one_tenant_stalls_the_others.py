@@ -142,14 +142,16 @@ def test_one_orgs_backlog_does_not_delay_another_orgs_run(platform):
 
         watcher = threading.Thread(target=watch)
         watcher.start()
-        time.sleep(1)  # org A's backlog is queued and its first run under way
-        submitted = time.monotonic()
-        b_id = start_run(b, 0, "b").json()["id"]
-        while Run.objects.get(public_id=b_id).status == "queued":
-            assert time.monotonic() - submitted < 5, "org B's run waited behind org A's backlog"
-            time.sleep(0.05)
-        stop.set()
-        watcher.join()
+        try:
+            time.sleep(1)  # org A's backlog is queued and its first run under way
+            submitted = time.monotonic()
+            b_id = start_run(b, 0, "b").json()["id"]
+            while Run.objects.get(public_id=b_id).status == "queued":
+                assert time.monotonic() - submitted < 5, "org B's run waited behind org A's backlog"
+                time.sleep(0.05)
+        finally:
+            stop.set()
+            watcher.join()
     assert max(running_at_once) <= 1  # org A never held more than its one slot
     assert Run.objects.filter(org=flood.org, status="queued").count() >= 4  # its backlog waited its turn
     end_all(flood.org, quiet.org)
