@@ -36,6 +36,8 @@ os.environ["JETTY_VAR_DIR"] = str(WORK)
 os.environ["JETTY_SANDBOX_ROOT"] = str(WORK / "sandboxes")
 os.environ.setdefault("JETTY_SANDBOX_BACKEND", "bubblewrap")
 os.environ.setdefault("JETTY_MAX_BODY_BYTES", str(40 * 1024 * 1024))
+# Counted, as in production, but out of reach: org B's calls follow each other as fast as they are answered.
+os.environ.setdefault("JETTY_RATE_LIMIT_REQUESTS", "1000000000")
 
 import django  # noqa: E402
 
@@ -157,6 +159,8 @@ def main() -> None:
     org_a, org_b = Org.objects.create(name="flood"), Org.objects.create(name="quiet")
     token_a, token_b = ApiToken.generate(org_a, name="a")[1], ApiToken.generate(org_b, name="b")[1]
     env = dict(os.environ)
+    # Each org gets fewer runs at once than there are worker slots, so another org always finds one free.
+    env.setdefault("JETTY_ORG_MAX_CONCURRENT_RUNS", str(max(1, args.workers - 1)))
     port = servers.free_port()
     env.update({"JETTY_PUBLIC_URL": f"http://127.0.0.1:{port}", "JETTY_GATEWAY_SOCKET": str(WORK / "run" / "gw.sock")})
     web = servers.start_daphne(env, WORK / "web.log", port)

@@ -8,10 +8,14 @@ the limits are reached in seconds): org A floods, org B must not notice much.
 from __future__ import annotations
 
 import json
+import os
 import statistics
+import subprocess
+import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import httpx
 import pytest
@@ -23,6 +27,7 @@ from tests.support import servers
 from trajectories.actions import EventRecord, append_events, move_run
 from trajectories.models import FINAL_STATUSES, Event, Run
 
+ROOT = Path(__file__).resolve().parents[2]
 INGEST_LIMIT = 8 * 1024 * 1024
 EVENTS_LIMIT = 500
 STORED_LIMIT = 4 * 1024 * 1024
@@ -233,3 +238,16 @@ def test_past_the_events_limit_a_run_keeps_one_marker_and_counts_the_rest(alice,
     assert kinds == [("run.state", None), ("log", None), ("log", None), ("log", None), ("log", "org_events_limit"),
                      ("run.state", None)]  # fmt: skip
     assert run.events_dropped == 5 + 6 and run.status == "succeeded"
+
+
+def test_the_fairness_benchmark_runs_in_smoke_mode(tmp_path):
+    """bench/fairness.py --smoke: its own platform on the embedded defaults, seconds long."""
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL", "JETTY_VAR_DIR")}
+    out = tmp_path / "fairness.json"
+    subprocess.run(
+        [sys.executable, "bench/fairness.py", "--smoke", "--out", str(out)], cwd=ROOT, env=env, check=True, timeout=300
+    )
+    report = json.loads(out.read_text())
+    assert report["smoke"] and 201 in report["org_a"]["ingest_statuses"]
+    assert report["org_a"]["most_running_at_once"] <= 1
+    assert report["org_b"]["chat_under_load"]["calls"] > 0 and report["org_b"]["run_start_under_load_s"] < 10
