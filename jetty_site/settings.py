@@ -430,6 +430,35 @@ JETTY_RETENTION_DAYS = env_int("JETTY_RETENTION_DAYS", 0)
 if JETTY_RETENTION_DAYS < 0:
     raise ImproperlyConfigured("JETTY_RETENTION_DAYS must be 0 (off) or a number of days")
 JETTY_MAX_UPLOAD_BYTES = env_int("JETTY_MAX_UPLOAD_BYTES", 256 * 1024 * 1024)
+
+# Fair sharing between orgs (0 turns a limit off). Runs over the concurrency limit wait, queued, for one of the
+# org's runs to end; keep it below the workers' slots so another org always finds one free. Beyond the queued-runs
+# limit new runs are refused (429). Events past the per-run limit are dropped, with one event that says so.
+JETTY_ORG_MAX_CONCURRENT_RUNS = env_int("JETTY_ORG_MAX_CONCURRENT_RUNS", 4)
+JETTY_ORG_MAX_QUEUED_RUNS = env_int("JETTY_ORG_MAX_QUEUED_RUNS", 1000)
+JETTY_ORG_MAX_EVENTS_PER_RUN = env_int("JETTY_ORG_MAX_EVENTS_PER_RUN", 100_000)
+# One ingest or import body at most this big (413 before it is parsed), at most this many at once per org and web
+# process (429 beyond), and bodies over JETTY_INGEST_OFFLOAD_BYTES are parsed and written in one of
+# JETTY_INGEST_PROCESSES helper processes, never in the web process (its event loop serves every other request).
+JETTY_ORG_MAX_INGEST_BYTES = env_int("JETTY_ORG_MAX_INGEST_BYTES", 32 * 1024 * 1024)
+JETTY_ORG_MAX_CONCURRENT_INGESTS = env_int("JETTY_ORG_MAX_CONCURRENT_INGESTS", 1)
+JETTY_INGEST_OFFLOAD_BYTES = env_int("JETTY_INGEST_OFFLOAD_BYTES", 1024 * 1024)
+JETTY_INGEST_PROCESSES = env_int("JETTY_INGEST_PROCESSES", 2)
+# Bytes an org may keep in files: run artifacts, ingested artifacts and uploads (413 beyond).
+JETTY_ORG_MAX_STORED_BYTES = env_int("JETTY_ORG_MAX_STORED_BYTES", 50 * 1024**3)
+for _name in (
+    "JETTY_ORG_MAX_CONCURRENT_RUNS",
+    "JETTY_ORG_MAX_QUEUED_RUNS",
+    "JETTY_ORG_MAX_EVENTS_PER_RUN",
+    "JETTY_ORG_MAX_INGEST_BYTES",
+    "JETTY_ORG_MAX_CONCURRENT_INGESTS",
+    "JETTY_ORG_MAX_STORED_BYTES",
+    "JETTY_INGEST_OFFLOAD_BYTES",
+):
+    if globals()[_name] < 0:
+        raise ImproperlyConfigured(f"{_name} must be 0 (no limit) or more")
+if JETTY_INGEST_PROCESSES < 1:
+    raise ImproperlyConfigured("JETTY_INGEST_PROCESSES must be 1 or more")
 # The gateway's unix socket (daphne listens on it too): sandboxes with network off reach the gateway only here.
 # Network-on sandboxes share the host's network namespace (and reach its loopback services) instead of getting
 # their own through slirp4netns: only for hosts where slirp4netns cannot run.

@@ -5,11 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.utils import timezone
 
 from orgs import crypto
 from orgs.api_errors import ApiError
 from orgs.auth import Principal
+from orgs.models import Org
 from trajectories.actions import move_run
 from trajectories.models import FINAL_STATUSES, Run, RunKind, RunStatus
 
@@ -62,8 +65,6 @@ def start_agent_run(
 ) -> tuple[Run, bool]:
     """Create the run and its job, and queue it once committed. Returns (run, created); an idempotency key that
     was seen before returns the earlier run."""
-    from .tasks import execute_run
-
     keys = resolve_uploads(principal, request)
     if request.idempotency_key:
         earlier = (
@@ -71,6 +72,7 @@ def start_agent_run(
         )
         if earlier is not None:
             return earlier.run, False
+    check_queue(principal.org)
     try:
         with transaction.atomic():
             run = Run.objects.create(
@@ -106,11 +108,56 @@ def start_agent_run(
                 secrets_encrypted=Job.seal(request.secrets),
             )
             move_run(run.pk, RunStatus.QUEUED, task=request.task, agent=request.agent, model=request.model)
-            transaction.on_commit(lambda: execute_run.delay(run.pk))
+            org_id = principal.org.pk
+            transaction.on_commit(lambda: release_runs(org_id))
     except IntegrityError:
         earlier = Job.objects.get(org=principal.org, idempotency_key=request.idempotency_key)
         return earlier.run, False
     return run, True
+
+
+def check_queue(org: Org) -> None:
+    """ApiError 429 ``org_queue_limit`` when the org already has as many agent runs waiting as it may."""
+    limit = settings.JETTY_ORG_MAX_QUEUED_RUNS
+    if limit <= 0:
+        return
+    waiting = Run.objects.filter(org=org, kind=RunKind.AGENT, status=RunStatus.QUEUED).count()
+    if waiting >= limit:
+        raise ApiError(
+            429,
+            f"This org has {waiting} agent runs waiting to start, the most it may have queued "
+            f"(JETTY_ORG_MAX_QUEUED_RUNS): start more when some have run.",
+            code="org_queue_limit",
+            param="jetty",
+            headers={"Retry-After": "30"},
+        )
+
+
+def release_runs(org_id: int) -> list[int]:
+    """Send the org's oldest held agent runs to the workers, as many as its concurrency limit has room for.
+
+    Runs are held (queued, not yet sent) so that the broker never holds more than
+    ``JETTY_ORG_MAX_CONCURRENT_RUNS`` of one org's runs: another org's run is never behind a long backlog. Called
+    when a run is made and when one ends; the sweeper calls it too, so a release lost with a dying process is only
+    late. Returns the ids of the runs sent.
+    """
+    from .tasks import execute_run
+
+    limit = settings.JETTY_ORG_MAX_CONCURRENT_RUNS
+    with transaction.atomic():
+        Org.objects.select_for_update().filter(pk=org_id).exists()  # one release of an org's runs at a time
+        agent_jobs = Job.objects.filter(org_id=org_id, run__kind=RunKind.AGENT)
+        held = agent_jobs.filter(dispatched_at__isnull=True, run__status=RunStatus.QUEUED).order_by("pk")
+        if limit > 0:
+            active = agent_jobs.filter(
+                dispatched_at__isnull=False, run__status__in=[RunStatus.QUEUED, RunStatus.RUNNING]
+            ).count()
+            held = held[: max(0, limit - active)]
+        run_ids = list(held.values_list("run_id", flat=True))
+        Job.objects.filter(run_id__in=run_ids).update(dispatched_at=timezone.now())
+        for run_id in run_ids:
+            transaction.on_commit(lambda run_id=run_id: execute_run.delay(run_id))  # type: ignore[misc]
+    return run_ids
 
 
 def cancel_run(run: Run) -> Run:
@@ -150,4 +197,6 @@ def end_run(run_id: int, status: str, **fields: Any) -> Run:
         if run.parent_id is not None:
             parent_id = run.parent_id  # a waiting workflow step looks again at once
             transaction.on_commit(lambda: execute_run.delay(parent_id))
+        org_id = run.org_id  # its slot is free: the org's next held run goes
+        transaction.on_commit(lambda: release_runs(org_id))
     return run

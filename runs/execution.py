@@ -22,6 +22,7 @@ from django.core.files.base import ContentFile
 from django.db import close_old_connections, transaction
 from django.utils import timezone
 
+from orgs.quotas import storage_room
 from trajectories.actions import EventRecord, append_events, move_run, record_label
 from trajectories.models import FINAL_STATUSES, Artifact, ErrorKind, LabelSource, Run, RunKind, RunStatus
 
@@ -78,7 +79,8 @@ def claim(run_id: int) -> tuple[Job, int] | None:
             return None
         job.attempts += 1
         job.heartbeat_at, job.worker = now, worker_id()
-        job.save(update_fields=["attempts", "heartbeat_at", "worker"])
+        job.dispatched_at = job.dispatched_at or now  # a message sent before runs were held counts as sent
+        job.save(update_fields=["attempts", "heartbeat_at", "worker", "dispatched_at"])
         if run.status == RunStatus.RUNNING:
             move_run(run.pk, RunStatus.QUEUED, reason="the worker running it stopped answering")
         move_run(run.pk, RunStatus.RUNNING, attempt=job.attempts, worker=job.worker)
@@ -217,6 +219,7 @@ def collect(run: Run, job: Job, workspace: Path, final_answer: str | None) -> No
     that is itself a link, and the worker must not read a host file for it. What was not kept is said in the log.
     """
     skipped: list[str] = []
+    room = storage_room(run.org_id)
     for entry in hostile.walk(workspace, "results"):
         try:
             if entry.refused:
@@ -226,6 +229,12 @@ def collect(run: Run, job: Job, workspace: Path, final_answer: str | None) -> No
             if not exc.missing:
                 skipped.append(f"/app/{exc} and was not kept")
             continue
+        if room is not None and len(data) > room:
+            limit = settings.JETTY_ORG_MAX_STORED_BYTES
+            not_kept(run, f"/app/results/{entry.path} was not kept: the org's storage limit of {limit} bytes is "
+                     "reached (JETTY_ORG_MAX_STORED_BYTES)", code="org_storage_limit")  # fmt: skip
+            continue
+        room = None if room is None else room - len(data)
         Artifact.objects.filter(run=run, path=entry.path).delete()
         artifact = Artifact(
             run=run,
@@ -251,6 +260,12 @@ def collect(run: Run, job: Job, workspace: Path, final_answer: str | None) -> No
         append_events(run.pk, records)
     if isinstance(job.validation, dict):
         label_validation(run, job.validation)
+
+
+def not_kept(run: Run, message: str, code: str = "") -> None:
+    """Say in the trajectory that a result file was left out, and why."""
+    payload = {"level": "warning", "message": message, **({"code": code} if code else {})}
+    append_events(run.pk, [EventRecord(kind="log", ts=time.time(), payload=payload)])
 
 
 def _result_file(workspace: Path, name: str, skipped: list[str]) -> bytes | None:

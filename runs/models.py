@@ -37,6 +37,9 @@ class Job(models.Model):
     attempts = models.PositiveIntegerField(default=0)
     heartbeat_at = models.DateTimeField(null=True, blank=True)
     worker = models.CharField(max_length=200, blank=True)
+    dispatched_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the run was sent to the workers (held until its org has a free slot)"
+    )
     cancel_requested = models.BooleanField(default=False)
     stop_reason = models.TextField(blank=True, help_text="Why the platform stopped the run (a replay that drifted)")
     model_calls = models.PositiveIntegerField(

@@ -8,6 +8,7 @@ import re
 from typing import Any
 
 from django.db import IntegrityError, transaction
+from django.utils import timezone
 
 from orgs.api_errors import ApiError
 from orgs.auth import Principal
@@ -258,6 +259,7 @@ def start_workflow(
                 webhook_secret_encrypted=crypto.encrypt(webhook_secret) if webhook_secret else "",
                 idempotency_key=idempotency_key,
                 file_paths=file_paths or [],
+                dispatched_at=timezone.now(),  # a workflow holds no worker while it waits: never held back
             )
             Workflow.objects.create(run=run, definition=definition)
             move_run(run.pk, RunStatus.QUEUED, task=task, kind="workflow")

@@ -54,18 +54,24 @@ def execute_run(self, run_id: int) -> None:
 
 @shared_task
 def sweep_runs() -> int:
-    """Hand stalled runs (a worker died) and forgotten queued runs (a message lost) back to the queue."""
+    """Hand stalled runs (a worker died) and forgotten queued runs (a message lost) back to the queue, and send
+    held runs whose org has a free slot (a release lost with a process that died)."""
+    from .actions import release_runs
+
     now = timezone.now()
     stalled = Job.objects.filter(run__status=RunStatus.RUNNING, heartbeat_at__lt=now - Job.stalled_after())
     # A queued run's message can be lost with the broker (a Redis restart without persistence): after this long
     # in the queue it is sent again. A duplicate is harmless (claiming a run is a database transaction).
     waited = timedelta(seconds=settings.JETTY_QUEUED_RESEND_S)
-    forgotten = Job.objects.filter(run__status=RunStatus.QUEUED, run__created__lt=now - waited)
+    forgotten = Job.objects.filter(run__status=RunStatus.QUEUED, dispatched_at__lt=now - waited)
     ids = set(stalled.values_list("run_id", flat=True)) | set(forgotten.values_list("run_id", flat=True))
     for run_id in ids:
         execute_run.delay(run_id)
     if ids:
         logger.warning("sweeper re-queued %d run(s)", len(ids))
+    holding = Job.objects.filter(run__status=RunStatus.QUEUED, dispatched_at__isnull=True)
+    for org_id in holding.values_list("org_id", flat=True).distinct():
+        release_runs(org_id)
     remove_orphaned_sandboxes()
     return len(ids)
 

@@ -16,6 +16,7 @@ from django.db import transaction
 
 from orgs.api_errors import ApiError
 from orgs.models import Org
+from orgs.quotas import check_storage
 
 from .models import Upload
 
@@ -81,6 +82,7 @@ def store_uploads(org: Org, files: list[UploadedFile], purpose: str = "assistant
     if len(set(paths)) < len(paths):
         twice = next(path for path in paths if paths.count(path) > 1)
         raise ApiError(400, f"Two files have the path {twice}", code="duplicate_path", param="files")
+    check_storage(org.pk, sum(len(data) for _, data in entries), param="files")
     made: list[Upload] = []
     with transaction.atomic():
         for path, data in entries:

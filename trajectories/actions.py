@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+from django.conf import settings
 from django.core.files.base import ContentFile
 from django.db import transaction
 
@@ -148,17 +149,46 @@ def _event_row(run: Run, seq: int, e: EventRecord) -> Event:
 
 
 def append_events(run_id: int, events: list[EventRecord]) -> int:
-    """Append events to a run in order, with gap-free sequence numbers. Returns the newest seq."""
+    """Append events to a run in order, with gap-free sequence numbers. Returns the newest seq.
+
+    A run keeps at most ``JETTY_ORG_MAX_EVENTS_PER_RUN`` of these events: past it they are dropped and counted
+    (``Run.events_dropped``), and the first drop leaves one ``log`` event saying so. The run goes on (its state
+    changes are always kept): an agent that logs without end loses its log, not its result.
+    """
     if not events:
         return Run.objects.filter(pk=run_id).values_list("last_seq", flat=True).get()
     with transaction.atomic():
-        run = Run.objects.select_for_update().only("id", "last_seq").get(pk=run_id)
+        run = Run.objects.select_for_update().only("id", "last_seq", "events_dropped").get(pk=run_id)
+        kept, dropped = _within_event_limit(run, events)
         first = run.last_seq + 1
-        Event.objects.bulk_create([_event_row(run, first + i, e) for i, e in enumerate(events)], batch_size=500)
-        run.last_seq = first + len(events) - 1
-        Run.objects.filter(pk=run_id).update(last_seq=run.last_seq)
-        notify_run(run_id)
+        Event.objects.bulk_create([_event_row(run, first + i, e) for i, e in enumerate(kept)], batch_size=500)
+        run.last_seq = first + len(kept) - 1
+        Run.objects.filter(pk=run_id).update(last_seq=run.last_seq, events_dropped=run.events_dropped + dropped)
+        if kept:
+            notify_run(run_id)
     return run.last_seq
+
+
+def _within_event_limit(run: Run, events: list[EventRecord]) -> tuple[list[EventRecord], int]:
+    """The events the run may still keep (with the marker when it reaches its limit now) and how many are dropped."""
+    limit = settings.JETTY_ORG_MAX_EVENTS_PER_RUN
+    room = limit - run.last_seq
+    if limit <= 0 or len(events) <= room:
+        return events, 0
+    if run.events_dropped:  # the marker is there already
+        return [], len(events)
+    kept = events[: max(0, room - 1)]
+    marker = EventRecord(
+        kind="log",
+        ts=events[len(kept)].ts,
+        payload={
+            "level": "warning",
+            "code": "org_events_limit",
+            "message": f"this run reached the limit of {limit} events (JETTY_ORG_MAX_EVENTS_PER_RUN): "
+            "later events are dropped and counted in the run's events_dropped",
+        },
+    )
+    return [*kept, marker], len(events) - len(kept)
 
 
 def move_run(run_id: int, status: str, *, error_kind: str = "", error: str = "", **payload: Any) -> Run:

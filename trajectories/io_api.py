@@ -7,7 +7,9 @@ token's collection); another org's run is a 404.
 from __future__ import annotations
 
 import re
-from typing import Any
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from django.conf import settings
@@ -25,8 +27,10 @@ from rest_framework.response import Response
 from orgs import outbound
 from orgs.api_errors import ApiError, parse_json_body
 from orgs.auth import Principal, principal_of
-from orgs.models import Collection
+from orgs.models import Collection, Org
+from orgs.quotas import check_events, check_ingest_size, check_storage, ingest_slot
 
+from . import offload
 from .actions import ImportConflict, record_imported_runs
 from .api import get_run_for
 from .exports import (
@@ -41,6 +45,8 @@ from .exports import (
 from .imports import FORMATS, BadImport, ImportedRun, Report, parse_import, parse_trajectory
 from .models import Run
 from .serializers import RunSerializer
+
+T = TypeVar("T")
 
 
 class FormatIsOurs(DefaultContentNegotiation):
@@ -175,10 +181,27 @@ def _collection(principal: Principal, name: str | None, report: Report, *, asked
     return collection
 
 
+@dataclass(frozen=True)
+class Caller:
+    """Who is ingesting, as plain data a helper process can take (``trajectories.offload``)."""
+
+    org_id: int
+    collection_id: int | None
+    prefix: str
+
+    @classmethod
+    def of(cls, principal: Principal) -> Caller:
+        collection_id = principal.collection.pk if principal.collection is not None else None
+        return cls(principal.org.pk, collection_id, principal.prefix)
+
+    def principal(self) -> Principal:
+        collection = Collection.objects.get(pk=self.collection_id) if self.collection_id is not None else None
+        return Principal(org=Org.objects.get(pk=self.org_id), token=None, collection=collection, prefix=self.prefix)
+
+
 def _write(
-    request: Request, imported: list[ImportedRun], collection: Collection | None, report: Report
+    principal: Principal, imported: list[ImportedRun], collection: Collection | None, report: Report
 ) -> list[tuple[Run, bool]]:
-    principal = principal_of(request)
     visible = Run.objects.for_principal(principal)
     for attempt in (1, 2):
         try:
@@ -198,6 +221,22 @@ def _write(
     raise AssertionError("unreachable")
 
 
+def _within_limits(org_id: int, imported: list[ImportedRun]) -> None:
+    """Each run within the events limit, and the org within its storage limit once the files are kept."""
+    for item in imported:
+        check_events(len(item.record.events))
+    check_storage(org_id, sum(len(a.content) for item in imported for a in item.artifacts), param="artifacts")
+
+
+def _off_the_web_process(principal: Principal, size: int, fn: Callable[..., T], *args: Any) -> T:
+    """Small bodies are handled here; big ones in a helper process, at most JETTY_ORG_MAX_CONCURRENT_INGESTS of an
+    org's at once, so one org's flood of big ingests neither stalls this process nor fills the helpers."""
+    if size <= settings.JETTY_INGEST_OFFLOAD_BYTES:
+        return fn(*args)
+    with ingest_slot(principal.org.pk):
+        return offload.call(fn, *args)
+
+
 class IngestResult(serializers.Serializer):
     run = RunSerializer()
     created = serializers.BooleanField()
@@ -214,39 +253,59 @@ class IngestResult(serializers.Serializer):
 )
 @api_view(["POST"])
 def run_ingest(request: Request) -> Response:
-    doc = parse_json_body(_body(request))
+    principal = principal_of(request)
+    body = _body(request)
+    caller, asked = Caller.of(principal), request.query_params.get("collection")
+    status, data = _off_the_web_process(principal, len(body), ingest_trajectory, caller, body, asked)
+    return Response(data, status=status)
+
+
+def ingest_trajectory(caller: Caller, body: bytes, asked: str | None) -> tuple[int, dict[str, Any]]:
+    """Parse and store one trajectory; the status and body of the answer (in a helper process for big ones)."""
+    principal = caller.principal()
+    doc = parse_json_body(body)
     try:
         item, report = parse_trajectory(doc)
     except BadImport as exc:
         raise ApiError(exc.status, exc.message, param=exc.param, code="invalid_trajectory")
-    asked = request.query_params.get("collection")
-    collection = _collection(principal_of(request), asked or item.collection, report, asked=bool(asked))
-    [(run, created)] = _write(request, [item], collection, report)
-    return Response(
-        {"run": RunSerializer(run).data, "created": created, "report": report.as_dict()}, status=201 if created else 200
-    )
+    _within_limits(caller.org_id, [item])
+    collection = _collection(principal, asked or item.collection, report, asked=bool(asked))
+    [(run, created)] = _write(principal, [item], collection, report)
+    return 201 if created else 200, {"run": RunSerializer(run).data, "created": created, "report": report.as_dict()}
 
 
-def _body(request: Request) -> bytes:
+def _declared_size(request: Request) -> int:
+    """The body's size as the client declared it, refused at once over the limits (nothing has parsed it)."""
     declared = request.META.get("CONTENT_LENGTH") or "0"
-    if declared.isdigit() and int(declared) > settings.JETTY_MAX_UPLOAD_BYTES:
+    size = int(declared) if declared.isdigit() else 0
+    check_ingest_size(size)
+    if size > settings.JETTY_MAX_UPLOAD_BYTES:
         raise ApiError(
             413, f"The body is larger than {settings.JETTY_MAX_UPLOAD_BYTES} bytes", code="request_too_large"
         )
+    return size
+
+
+def _body(request: Request) -> bytes:
+    _declared_size(request)
     try:
-        return bytes(request._request.body)
+        body = bytes(request._request.body)
     except RequestDataTooBig:
         raise ApiError(413, "The request body is too large", code="request_too_large")
+    check_ingest_size(len(body))  # a body sent without a Content-Length
+    return body
 
 
 def _upload(request: Request) -> tuple[bytes, str]:
     """The file to import: a multipart ``file``, or the whole body."""
     if request.content_type.startswith("multipart/"):
+        _declared_size(request)
         upload = request.FILES.get("file")
         if upload is None:
             raise ApiError(400, "Send the log as the multipart field `file`", param="file", code="missing_file")
         if upload.size > settings.JETTY_MAX_UPLOAD_BYTES:
             raise ApiError(413, f"`file` is larger than {settings.JETTY_MAX_UPLOAD_BYTES} bytes", code="file_too_large")
+        check_ingest_size(upload.size or 0, param="file")
         return upload.read(), upload.name or ""
     data = _body(request)
     if not data:
@@ -288,17 +347,28 @@ def run_import(request: Request) -> Response:
     if len(task) > 200:
         raise ApiError(400, "`task` is longer than 200 characters", param="task", code="invalid_value")
     data, filename = _upload(request)
+    principal = principal_of(request)
+    caller, asked = Caller.of(principal), request.query_params.get("collection")
+    status, body = _off_the_web_process(principal, len(data), import_runs, caller, kind, data, filename, task, asked)
+    return Response(body, status=status)
+
+
+def import_runs(
+    caller: Caller, kind: str, data: bytes, filename: str, task: str, asked: str | None
+) -> tuple[int, dict[str, Any]]:
+    """Parse a log from elsewhere and store its runs; the status and body of the answer."""
+    principal = caller.principal()
     try:
         imported, report = parse_import(kind, data, filename=filename, task=task)
     except BadImport as exc:
         raise ApiError(exc.status, exc.message, param=exc.param, code="invalid_import")
-    asked = request.query_params.get("collection")
-    collection = _collection(principal_of(request), asked, report, asked=bool(asked))
-    written = _write(request, imported, collection, report)
+    _within_limits(caller.org_id, imported)
+    collection = _collection(principal, asked, report, asked=bool(asked))
+    written = _write(principal, imported, collection, report)
     body: dict[str, Any] = {
         "data": RunSerializer([run for run, _ in written], many=True).data,
         "created": [run.public_id for run, created in written if created],
         "existing": [run.public_id for run, created in written if not created],
         "report": report.as_dict(),
     }
-    return Response(body, status=201 if body["created"] else 200)
+    return 201 if body["created"] else 200, body

@@ -87,6 +87,9 @@ class Run(models.Model):
     token_prefix = models.CharField(max_length=16, blank=True, help_text="Which API token started the run.")
     metadata = models.JSONField(default=dict, blank=True)
     last_seq = models.PositiveIntegerField(default=0, help_text="Sequence number of the newest event.")
+    events_dropped = models.PositiveIntegerField(
+        default=0, help_text="Events not kept: the run reached JETTY_ORG_MAX_EVENTS_PER_RUN"
+    )
     parent = models.ForeignKey(
         "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="children", help_text="The workflow run"
     )

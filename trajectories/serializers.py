@@ -40,6 +40,7 @@ class RunSerializer(serializers.ModelSerializer):
             "token_prefix",
             "metadata",
             "last_seq",
+            "events_dropped",
             "events_url",
         ]
         read_only_fields = fields

@@ -33,7 +33,17 @@ HEADER_STRINGS = {
     "error_kind": 10,
     "error": 10_000,
 }
-HEADER_DERIVED = {"id", "org", "collection", "duration_s", "token_prefix", "last_seq", "events_url", "parent"}
+HEADER_DERIVED = {
+    "id",
+    "org",
+    "collection",
+    "duration_s",
+    "token_prefix",
+    "last_seq",
+    "events_dropped",
+    "events_url",
+    "parent",
+}
 HEADER_KNOWN = {
     *HEADER_STRINGS,
     *HEADER_DERIVED,
