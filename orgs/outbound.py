@@ -15,11 +15,14 @@ check: an httpx client (steps, webhooks), a requests session (OTLP) and an aioht
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import functools
 import ipaddress
 import socket
+import sys
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -370,3 +373,77 @@ class PinnedConnector(aiohttp.TCPConnector):
         answers = await super()._resolve_host(host, port, traces=traces)
         check(host, port, [ipaddress.ip_address(a["host"]) for a in answers])
         return answers
+
+
+# Libraries that cannot be pinned (litellm picks its own HTTP client, follows redirects, and falls back to default
+# endpoints such as ollama's http://localhost:11434): every TCP connection made while a call runs under
+# ``guarded_connections()`` is checked at the socket's connect, through the interpreter's audit hook. That is the
+# address actually connected to, so redirects, retries, default endpoints and a second DNS answer are all covered.
+# The guard belongs to the context (a thread, or an asyncio task and what it awaits), so nothing else is slowed.
+
+_GUARD: contextvars.ContextVar[bool] = contextvars.ContextVar("jetty_outbound_guard", default=False)
+_HOOK_INSTALLED = False
+
+
+def _on_audit(event: str, args: tuple[Any, ...]) -> None:
+    if event != "socket.connect" or not _GUARD.get():
+        return
+    sock, address = args
+    if getattr(sock, "family", None) not in (socket.AF_INET, socket.AF_INET6):
+        raise OutboundForbidden(f"{CODE}: no unix sockets")
+    host, port = str(address[0]), int(address[1])
+    ip = ipaddress.ip_address(host.split("%")[0])
+    if refusal(ip) is None:
+        return
+    rules = allowed()
+    if any(rule.admits(host, ip, port) for rule in rules) or _named_rule_admits(rules, ip, port):
+        return
+    check(host, port, [ip])  # raises, naming the address
+
+
+def _named_rule_admits(rules: Sequence[Allowed], ip: Address, port: int) -> bool:
+    """Whether an allow entry given as a host name resolves to this address (at connect time only the address is
+    known)."""
+    for rule in rules:
+        if rule.name is None or (rule.port is not None and rule.port != port):
+            continue
+        try:
+            if ip in resolve(rule.name, port):
+                return True
+        except OSError:
+            continue
+    return False
+
+
+@contextlib.contextmanager
+def guarded_connections() -> Iterator[None]:
+    """Check every TCP connection this context makes against the policy, at connect time (see above)."""
+    global _HOOK_INSTALLED
+    if not _HOOK_INSTALLED:
+        sys.addaudithook(_on_audit)  # hooks cannot be removed: it does nothing outside a guarded context
+        _HOOK_INSTALLED = True
+    token = _GUARD.set(True)
+    try:
+        yield
+    finally:
+        _GUARD.reset(token)
+
+
+def refusal_in(exc: BaseException) -> str | None:
+    """The policy's refusal a library wrapped into its own error (litellm turns any exception into its own), if
+    that is what ended the call."""
+    seen: set[int] = set()
+    pending: list[BaseException] = [exc]
+    while pending:
+        current = pending.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, OutboundForbidden):
+            return current.message
+        pending += [e for e in (current.__cause__, current.__context__) if e is not None]
+        if isinstance(current, BaseExceptionGroup):  # happy eyeballs: one refusal per address tried
+            pending += list(current.exceptions)
+    text = str(exc)
+    start = text.find(f"{CODE}: ")
+    return text[start:].split("\n", 1)[0] if start >= 0 else None

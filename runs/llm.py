@@ -3,7 +3,9 @@ priced, and shaped for recording. The model gateway is for callers outside; this
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -82,16 +84,24 @@ def complete(org: Org, model: str, messages: list[dict[str, Any]], **params: Any
             raise ModelError(f"{model}: the organisation's provider endpoint is refused: {exc.message}") from None
     params = {k: v for k, v in params.items() if v is not None}
     started = time.time()
+    # As in the gateway: every connection litellm makes is checked unless the operator configured the endpoint.
+    guarded = api_base is not None or not os.environ.get(f"{provider.upper()}_API_BASE")
     try:
-        response = litellm.completion(
-            model=model,
-            messages=messages,
-            api_key=api_key,
-            api_base=api_base,
-            timeout=settings.JETTY_GATEWAY_TIMEOUT_S,
-            **params,
-        ).model_dump()
+        with outbound.guarded_connections() if guarded else contextlib.nullcontext():
+            response = litellm.completion(
+                model=model,
+                messages=messages,
+                api_key=api_key,
+                api_base=api_base,
+                timeout=settings.JETTY_GATEWAY_TIMEOUT_S,
+                **params,
+            ).model_dump()
+    except outbound.OutboundForbidden as exc:
+        raise ModelError(f"{model}: the provider endpoint is refused: {exc.message}") from None
     except (openai.OpenAIError, litellm.UnsupportedParamsError) as exc:
+        reason = outbound.refusal_in(exc)
+        if reason is not None:
+            raise ModelError(f"{model}: the provider endpoint is refused: {reason}") from None
         raise ModelError(f"{model}: {exc.__class__.__name__}: {str(exc)[:500]}") from None
     usage = response.get("usage") or {}
     prompt, completion = int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)

@@ -110,6 +110,18 @@ class ChatRequest:
             agent_mode=bool(jetty.get("runbook")),
         )
 
+    def litellm_params(self) -> dict[str, Any]:
+        """The request's parameters as litellm keyword arguments: only the model parameters of OpenAI's chat API
+        (and a few litellm maps for other providers) become arguments; everything else reaches the provider in its
+        request body (``extra_body``). So nothing a client sends can choose where litellm connects or with which
+        credentials and headers (``base_url``, ``api_base``, ``custom_llm_provider``, ``api_key``,
+        ``extra_headers``...)."""
+        params = self.upstream_params()
+        extra = {k: params.pop(k) for k in list(params) if k not in LITELLM_ARGUMENTS}
+        if extra:
+            params["extra_body"] = extra
+        return params
+
     def upstream_params(self) -> dict[str, Any]:
         """Everything the provider should see besides model and messages."""
         params = {k: v for k, v in self.body.items() if k not in ("model", "messages", "jetty")}
@@ -119,6 +131,17 @@ class ChatRequest:
         return params
 
 
+# OpenAI's chat completion parameters, plus the model parameters litellm maps for other providers (`top_k`,
+# `thinking`). Never anything that routes, authenticates or adds headers.
+LITELLM_ARGUMENTS = frozenset(
+    {
+        "audio", "frequency_penalty", "function_call", "functions", "logit_bias", "logprobs",
+        "max_completion_tokens", "max_tokens", "metadata", "modalities", "n", "parallel_tool_calls", "prediction",
+        "presence_penalty", "prompt_cache_key", "reasoning_effort", "response_format", "safety_identifier", "seed",
+        "service_tier", "stop", "store", "stream", "stream_options", "temperature", "thinking", "tool_choice",
+        "tools", "top_k", "top_logprobs", "top_p", "user", "verbosity", "web_search_options",
+    }
+)  # fmt: skip
 _DATA_KEYS = ("url", "data", "file_data", "image_url")
 
 

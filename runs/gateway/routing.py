@@ -166,7 +166,9 @@ def _resolve(
         key = ProviderKey.objects.filter(org=principal.org, provider=provider).first()
         if key is not None:
             api_key, api_base = key.get_key(), key.api_base or None
-    guarded = api_base is not None
+    # Trusted: an endpoint the operator configured. Guarded: an org's own endpoint, or none at all (litellm then
+    # picks its default, which for some providers is a local address such as ollama's localhost:11434).
+    guarded = api_base is not None or not os.environ.get(f"{provider.upper()}_API_BASE")
     direct = direct_enabled and provider in DIRECT_PROVIDERS
     if direct:
         api_key = api_key or os.environ.get(f"{provider.upper()}_API_KEY")

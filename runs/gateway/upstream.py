@@ -7,6 +7,7 @@ streaming) for the record.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from collections.abc import AsyncIterator
@@ -62,8 +63,9 @@ def _session(guarded: bool = False) -> aiohttp.ClientSession:
 
 
 def refused(exc: outbound.OutboundForbidden, provider: str) -> Outcome:
-    """An org's api_base the outbound policy refuses: the org's configuration, not the provider, is at fault."""
-    message = f"The provider `{provider}` endpoint of this organisation is refused: {exc.message}"
+    """An endpoint the outbound policy refuses (an org's api_base, a provider's local default): the configuration,
+    not the provider, is at fault."""
+    message = f"The provider `{provider}` endpoint is refused: {exc.message}"
     return Outcome(None, 400, ApiError(400, message, code=outbound.CODE, param="model"))
 
 
@@ -192,13 +194,20 @@ def litellm_error(exc: Exception, provider: str) -> ApiError:
 
 async def forward_litellm(exchange: Exchange, call: Call, run_headers: dict[str, str]) -> Outcome:
     route, request = call.route, call.request
-    params = request.upstream_params()
+    params = request.litellm_params()
     if route.guarded and route.api_base:
-        # litellm's own HTTP client cannot be pinned: the org's base is checked here, just before the call.
+        # Refused at once, with a clear message, when the org's base is internal; the guard below checks every
+        # connection litellm then makes (a redirect, a second DNS answer, a provider's default endpoint).
         try:
             await asyncio.to_thread(outbound.check_url, route.api_base)
         except outbound.OutboundForbidden as exc:
             return refused(exc, route.provider)
+    with outbound.guarded_connections() if route.guarded else contextlib.nullcontext():
+        return await _litellm_call(exchange, call, run_headers, params)
+
+
+async def _litellm_call(exchange: Exchange, call: Call, run_headers: dict[str, str], params: dict[str, Any]) -> Outcome:
+    route, request = call.route, call.request
     try:
         response = await litellm.acompletion(
             model=route.model,
@@ -231,6 +240,11 @@ async def forward_litellm(exchange: Exchange, call: Call, run_headers: dict[str,
         await exchange.stream(b"data: [DONE]\n\n")
         await exchange.end_stream()
         return Outcome(accumulator.completion(), 200)
+    except outbound.OutboundForbidden as exc:
+        return refused(exc, route.provider)
     except (openai.OpenAIError, litellm.UnsupportedParamsError) as exc:
+        reason = outbound.refusal_in(exc)
+        if reason is not None:
+            return refused(outbound.OutboundForbidden(reason), route.provider)
         error = litellm_error(exc, route.provider)
         return Outcome(None, error.status, error)
