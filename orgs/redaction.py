@@ -20,11 +20,21 @@ def redact_text(text: str) -> str:
     return CREDENTIAL.sub(lambda m: LABELS[m.group(1)], text)
 
 
+def _encodable(text: str) -> str:
+    """The text with lone surrogates (a name or a line that was not UTF-8, or a JSON ``\\udcff`` escape) replaced by
+    U+FFFD: no database driver can encode them, and one stored would break every later read of its row."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+
+
 def storable(value: Any) -> Any:
     """The value as it may be stored: credentials redacted, and NUL characters (which PostgreSQL's text and jsonb
     cannot hold) replaced with U+FFFD, in keys and strings however deep in lists and dicts."""
     if isinstance(value, str):
-        return redact_text(value.replace("\x00", "\ufffd") if "\x00" in value else value)
+        return redact_text(_encodable(value.replace("\x00", "\ufffd") if "\x00" in value else value))
     if isinstance(value, list):
         return [storable(v) for v in value]
     if isinstance(value, dict):

@@ -10,12 +10,14 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import mimetypes
 import os
 import socket
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 from django.conf import settings
 from django.core.files.base import ContentFile
@@ -23,7 +25,8 @@ from django.db import close_old_connections, transaction
 from django.utils import timezone
 
 from orgs.quotas import storage_room
-from trajectories.actions import EventRecord, append_events, move_run, record_label
+from orgs.redaction import storable
+from trajectories.actions import EventRecord, append_events, move_run, record_label, stored_file_name
 from trajectories.models import FINAL_STATUSES, Artifact, ErrorKind, LabelSource, Run, RunKind, RunStatus
 
 from .actions import end_run
@@ -38,6 +41,8 @@ from .timeline import Timeline, flush_pending_calls
 logger = logging.getLogger(__name__)
 
 MAX_ARTIFACT_BYTES = 512 * 1024 * 1024
+MAX_ARTIFACTS = 10_000  # a run's result files kept at most
+MAX_ARTIFACT_PATH = 500  # Artifact.path's length
 MAX_RESULT_FILE_BYTES = 16 * 1024 * 1024  # summary.md and validation_report.json, read into the database
 
 
@@ -220,7 +225,16 @@ def collect(run: Run, job: Job, workspace: Path, final_answer: str | None) -> No
     """
     skipped: list[str] = []
     room = storage_room(run.org_id)
+    kept = 0
     for entry in hostile.walk(workspace, "results"):
+        if kept >= MAX_ARTIFACTS:
+            skipped.append(f"/app/results holds more than {MAX_ARTIFACTS} files: the rest were not kept")
+            break
+        if len(entry.path) > MAX_ARTIFACT_PATH:
+            skipped.append(
+                f"/app/results/{entry.path[:80]}… has a path over {MAX_ARTIFACT_PATH} characters and was not kept"
+            )
+            continue
         try:
             if entry.refused:
                 raise hostile.Unreadable(f"results/{entry.path}", entry.refused)
@@ -243,16 +257,14 @@ def collect(run: Run, job: Job, workspace: Path, final_answer: str | None) -> No
             sha256=hashlib.sha256(data).hexdigest(),
             content_type=mimetypes.guess_type(entry.path)[0] or "application/octet-stream",
         )
-        artifact.file.save(f"{run.public_id}/{entry.path}", ContentFile(data), save=False)
+        artifact.file.save(stored_file_name(run.public_id, entry.path), ContentFile(data), save=False)
         artifact.save()
+        kept += 1
     report = _result_file(workspace, "validation_report.json", skipped)
     if report is not None:
-        try:
-            job.validation = json.loads(report)
-        except ValueError as exc:
-            job.validation = {"error": f"validation_report.json is not valid JSON: {exc}"}
+        job.validation = parse_validation_report(report)
     summary = _result_file(workspace, "summary.md", skipped)
-    job.final_answer = final_answer or (summary.decode(errors="replace") if summary is not None else "")
+    job.final_answer = storable(final_answer or (summary.decode(errors="replace") if summary is not None else ""))
     job.save(update_fields=["validation", "final_answer"])
     if skipped:
         now = time.time()
@@ -260,6 +272,28 @@ def collect(run: Run, job: Job, workspace: Path, final_answer: str | None) -> No
         append_events(run.pk, records)
     if isinstance(job.validation, dict):
         label_validation(run, job.validation)
+
+
+def parse_validation_report(data: bytes) -> dict[str, Any]:
+    """The agent's validation report as it may be stored, or an error saying why it cannot be: it is hostile input
+    (NaN, 1e400, nesting deep enough to exhaust the parser, NUL characters, lone surrogates)."""
+
+    def finite(text: str) -> float:
+        value = float(text)
+        if not math.isfinite(value):
+            raise ValueError(f"{text} is not a finite number")
+        return value
+
+    def refuse(text: str) -> None:
+        raise ValueError(f"{text} is not JSON")
+
+    try:
+        report = json.loads(data, parse_float=finite, parse_constant=refuse)
+    except (ValueError, RecursionError) as exc:
+        return {"error": f"validation_report.json is not valid JSON: {str(exc)[:200]}"}
+    if not isinstance(report, dict):
+        return {"error": "validation_report.json is not a JSON object"}
+    return storable(report)
 
 
 def not_kept(run: Run, message: str, code: str = "") -> None:

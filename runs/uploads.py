@@ -17,6 +17,7 @@ from django.db import transaction
 from orgs.api_errors import ApiError
 from orgs.models import Org
 from orgs.quotas import check_storage
+from trajectories.actions import stored_file_name
 
 from .models import Upload
 
@@ -95,7 +96,7 @@ def store_uploads(org: Org, files: list[UploadedFile], purpose: str = "assistant
                 sha256=hashlib.sha256(data).hexdigest(),
                 purpose=purpose,
             )
-            stored.file.save(f"{org.public_id}/{batch}/{path}", ContentFile(data), save=False)
+            stored.file.save(stored_file_name(f"{org.public_id}/{batch}", path), ContentFile(data), save=False)
             stored.save()
             made.append(stored)
     return made

@@ -7,9 +7,11 @@ import hashlib
 import logging
 import mimetypes
 import re
+import secrets
 from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
+from pathlib import PurePosixPath
 from typing import Any
 
 from django.conf import settings
@@ -332,7 +334,7 @@ def record_imported_runs(
                     or mimetypes.guess_type(artifact.path)[0]
                     or "application/octet-stream",
                 )
-                row.file.save(f"{run.public_id}/{artifact.path}", ContentFile(artifact.content), save=False)
+                row.file.save(stored_file_name(run.public_id, artifact.path), ContentFile(artifact.content), save=False)
                 row.save()
             out.append((run, True))
     return out
@@ -389,6 +391,15 @@ def _record_imported_labels(run: Run, labels: list[Any]) -> None:
         for change, row in zip(history, changes, strict=True):
             if isinstance(change.get("created"), (int, float)):
                 LabelChange.objects.filter(pk=row.pk).update(created=_ts(change["created"]))
+
+
+def stored_file_name(prefix: str, path: str) -> str:
+    """The object-storage name of a file a tenant or an agent named: opaque, so no name it chose (``@``, a path of
+    600 characters, bytes that are not UTF-8) can fail the storage's own rules; the given path stays on the row."""
+    suffix = PurePosixPath(path).suffix.lower()
+    if not re.fullmatch(r"\.[a-z0-9]{1,10}", suffix):
+        suffix = ""
+    return f"{prefix}/{secrets.token_hex(12)}{suffix}"
 
 
 def blob_name(sha256: str) -> str:

@@ -41,6 +41,7 @@ OTHER_FILESYSTEM = "on another filesystem"
 TOO_LARGE = "over its size limit"
 CHANGED = "changed while it was read"
 DENIED = "not readable"
+NOT_UTF8 = "named in bytes that are not UTF-8"
 
 # What a hostile tree can make an open or stat fail with: the entry is skipped or reported, the host carries on.
 HOSTILE_ERRNOS = {
@@ -214,6 +215,9 @@ def _walk(fd: int, prefix: str, device: int, exclude: frozenset[str], depth: int
             if _hostile(exc) is None:
                 raise
             continue
+        if not _utf8(name):  # no row, log or page could hold the name: listed, never read or entered
+            yield Entry(_shown(path), st.st_size, st.st_mtime_ns, NOT_UTF8)
+            continue
         if not stat.S_ISDIR(st.st_mode):
             yield Entry(path, st.st_size, st.st_mtime_ns, _refusal(st, device))
             continue
@@ -229,6 +233,18 @@ def _walk(fd: int, prefix: str, device: int, exclude: frozenset[str], depth: int
             yield from _walk(child, path + "/", device, exclude, depth + 1)
         finally:
             os.close(child)
+
+
+def _utf8(name: str) -> bool:
+    try:
+        name.encode("utf-8")
+        return True
+    except UnicodeEncodeError:  # os.listdir gives undecodable bytes back as lone surrogates
+        return False
+
+
+def _shown(path: str) -> str:
+    return path.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
 def tree_bytes(root: Path) -> int:

@@ -20,6 +20,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from orgs.redaction import storable
 from trajectories.models import FINAL_STATUSES, ErrorKind, Run, RunStatus
 
 from ..actions import cancel_run, end_run
@@ -76,6 +77,11 @@ class Engine:
         self.secrets = job.secrets
         self.mask = Masker(self.secrets)
         self._values: Json | None = None
+
+    def storable(self, value: Json) -> Json:
+        """A step's inputs or outputs as they may be stored: declared secrets masked, API and run tokens redacted, NUL
+        characters and lone surrogates replaced (a step may carry a caller's own token in a header)."""
+        return storable(self.mask(value))
 
     def values(self) -> Json:
         """What paths read: init_params, env (variables and secrets), and each step's latest finished pass. Read
@@ -162,8 +168,9 @@ class Engine:
             raise StepFailed(str(exc)) from None
         params = {**filled, **{k: v for k, v in raw.items() if k in step_class.raw_params}}
         step_class.check_params(params)
-        if record.inputs != self.mask(params):
-            record.inputs = self.mask(params)
+        stored = self.storable(params)
+        if record.inputs != stored:
+            record.inputs = stored
             record.save(update_fields=["inputs"])
         ctx = StepContext(
             run=self.run,
@@ -211,7 +218,7 @@ class Engine:
     def finished(self, record: StepRun, outcome: Json | Jump) -> bool:
         outputs, target = (outcome.outputs, outcome.to) if isinstance(outcome, Jump) else (outcome, None)
         with transaction.atomic():
-            self.close(record, StepStatus.SUCCEEDED, outputs=self.mask(outputs))
+            self.close(record, StepStatus.SUCCEEDED, outputs=self.storable(outputs))
             if self._values is not None:
                 self._values[record.name] = {"inputs": record.inputs, "outputs": record.outputs}
             cursor = self.steps.index(target) if target else record.index + 1

@@ -8,6 +8,7 @@ import mimetypes
 from django.core.files.base import ContentFile
 from django.db.models.fields.files import FieldFile
 
+from trajectories.actions import stored_file_name
 from trajectories.models import Artifact, Run
 
 from ...models import Upload
@@ -95,7 +96,7 @@ class SaveTextFile(Step):
             sha256=hashlib.sha256(data).hexdigest(),
             content_type=mimetypes.guess_type(path)[0] or "text/plain",
         )
-        artifact.file.save(f"{ctx.run.public_id}/{path}", ContentFile(data), save=False)
+        artifact.file.save(stored_file_name(ctx.run.public_id, path), ContentFile(data), save=False)
         artifact.save()
         ctx.record("file.change", {"path": f"/app/results/{path}", "action": "created", "size": len(data)})
         url = f"/api/v1/runs/{ctx.run.public_id}/artifacts/{path}"
