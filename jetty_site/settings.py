@@ -398,6 +398,11 @@ JETTY_SANDBOX_MAX_LIMITS = {
 }
 # Model calls an agent run may make through the gateway unless it asks for another budget (`jetty.limits.model_calls`,
 # a runbook's `limits.model_calls`), and the most it may ask: past it the run is stopped as a user error.
+# Workspace snapshots (file contents a run's file changes keep, for diffs and the replay's workspace) a run stores
+# at most; past it, changes are still recorded, without their content.
+JETTY_RUN_MAX_SNAPSHOT_BYTES = env_int("JETTY_RUN_MAX_SNAPSHOT_BYTES", 256 * 1024 * 1024)
+if JETTY_RUN_MAX_SNAPSHOT_BYTES < 0:
+    raise ImproperlyConfigured("JETTY_RUN_MAX_SNAPSHOT_BYTES must be 0 or more")
 JETTY_RUN_MODEL_CALLS = env_int("JETTY_RUN_MODEL_CALLS", 1000)
 JETTY_RUN_MAX_MODEL_CALLS = env_int("JETTY_RUN_MAX_MODEL_CALLS", 10_000)
 if not 1 <= JETTY_RUN_MODEL_CALLS <= JETTY_RUN_MAX_MODEL_CALLS:

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from django.conf import settings
+
 from trajectories.actions import EventRecord, store_blob
 
 from ..sandboxes import hostile
@@ -181,6 +183,7 @@ class WorkspaceWatch:
     def __init__(self, workspace: Path, org_id: int | None = None):
         self.workspace = workspace  # read only through ``hostile``: the agent writes here while we look
         self.org_id = org_id  # the org whose run this is: it holds the snapshots stored (None: nobody)
+        self.snapshot_bytes = 0  # stored so far, against JETTY_RUN_MAX_SNAPSHOT_BYTES
         self.seen = self.scan()
         self.contents: dict[str, tuple[str, str | None]] = {}  # path: (sha256, text) as last recorded
 
@@ -225,6 +228,10 @@ class WorkspaceWatch:
             data = hostile.read(self.workspace, name, self.BLOB_BYTES)
         except hostile.Unreadable as exc:
             return {"snapshot": "too large to keep"} if exc.reason == hostile.TOO_LARGE else {}
+        # An agent rewriting the same files at every step would otherwise fill the store without bound.
+        if self.snapshot_bytes + len(data) > settings.JETTY_RUN_MAX_SNAPSHOT_BYTES:
+            return {"snapshot": "not kept: the run stored its JETTY_RUN_MAX_SNAPSHOT_BYTES of snapshots"}
+        self.snapshot_bytes += len(data)
         digest = store_blob(data, self.org_id)
         found: dict[str, Any] = {"sha256": digest}
         if previous:

@@ -107,6 +107,7 @@ def run_tool(name: str, args: dict) -> tuple[str, int]:
                 cwd="/app",
                 capture_output=True,
                 text=True,
+                errors="replace",  # a command may print any bytes (cat of a binary file)
                 timeout=float(os.environ.get("JETTY_COMMAND_TIMEOUT_S", "600")),
             )
             output, code = done.stdout + done.stderr, done.returncode
@@ -164,7 +165,7 @@ def main() -> int:
             emit("tool_call", id=call["id"], name=name, arguments=args, turn=turn)
             try:
                 output, code = run_tool(name, args)
-            except (OSError, KeyError, TypeError) as exc:
+            except (OSError, KeyError, TypeError, ValueError) as exc:  # ValueError: UnicodeDecodeError too
                 output, code = f"{type(exc).__name__}: {exc}", 1
             emit("tool_result", id=call["id"], name=name, output=output, exit_code=code)
             messages.append({"role": "tool", "tool_call_id": call["id"], "content": output})

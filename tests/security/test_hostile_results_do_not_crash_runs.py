@@ -27,6 +27,7 @@ HOSTILE = runbook(
     " echo deep > $d/$(printf 'b%.0s' $(seq 200))/$(printf 'c%.0s' $(seq 150)).txt",
     'echo \'{"version": "1", "overall_score": NaN, "stages": []}\' > /app/results/validation_report.json',
     'echo \'{"type": "message", "content": "\\udcff lone"}\'; echo planted',
+    "printf 'binary output \\xff\\xfe\\n'",
 )
 
 
@@ -69,3 +70,22 @@ def test_a_reports_nul_characters_and_lone_surrogates_are_replaced():
     report = parse_validation_report(b'{"stages": [{"name": "a\\u0000b\\udcff", "passed": true}]}')
     name = report["stages"][0]["name"]
     assert name.startswith("a\ufffdb\ufffd") and name.encode("utf-8"), name
+
+
+def test_a_run_stores_its_snapshot_budget_and_no_more(alice, tmp_path, settings):
+    """An agent rewriting the same files at every step stored every version: the snapshots now stop at the run's
+    budget, and the file changes are still recorded."""
+    from runs.agents import WorkspaceWatch
+
+    settings.JETTY_RUN_MAX_SNAPSHOT_BYTES = 2500
+    watch = WorkspaceWatch(tmp_path, alice.org.pk)
+    recorded = []
+    for step in range(4):
+        (tmp_path / "f.bin").write_bytes(bytes([step]) * 1000)
+        recorded += [e.payload for e in watch.changes(float(step))]
+    assert [("sha256" in p, p.get("snapshot")) for p in recorded] == [
+        (True, None),
+        (True, None),
+        (False, "not kept: the run stored its JETTY_RUN_MAX_SNAPSHOT_BYTES of snapshots"),
+        (False, "not kept: the run stored its JETTY_RUN_MAX_SNAPSHOT_BYTES of snapshots"),
+    ]
