@@ -186,7 +186,9 @@ if _login_cooloff_minutes < 0:
     raise ImproperlyConfigured("JETTY_LOGIN_COOLOFF_MINUTES must be 0 (until unlocked) or more")
 AXES_COOLOFF_TIME = _login_cooloff_minutes / 60 or None  # hours
 AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
-AXES_RESET_ON_SUCCESS = True
+# Never wipe failures on a success: a guesser's own login from the same address would reset the count against its
+# victim (axes resets by username OR address). Failures expire with the cool-off instead.
+AXES_RESET_ON_SUCCESS = False
 AXES_LOCKOUT_TEMPLATE = "orgs/locked_out.html"
 AXES_CLIENT_IP_CALLABLE = "orgs.web.login_client_ip"
 # How many reverse proxies in front of the site append to X-Forwarded-For (0: the peer's address is the client's).

@@ -115,3 +115,17 @@ def test_api_tokens_are_not_throttled_by_failed_logins(jetty, alice):
     request = urllib.request.Request(f"{jetty.url}/v1/models", headers={"Authorization": f"Bearer {alice.token}"})
     with urllib.request.urlopen(request, timeout=30) as response:
         assert response.status == 200
+
+
+def test_a_guessers_own_logins_do_not_reset_its_count_against_another_user(jetty, alice, bob):
+    """Found by the outside attack pass: a success reset every failure of its username OR its address, so 9 guesses
+    at the victim, one login to the guesser's own account from the same address, and again, guessed without end."""
+    give_password(alice.owner, "victims-password")
+    give_password(bob.owner, "guessers-password")
+    browser = Browser(jetty.url)
+    for _ in range(4):
+        for _ in range(9):
+            browser.log_in("/login/", alice.owner.username, "a-guess")
+        Browser(jetty.url).log_in("/login/", bob.owner.username, "guessers-password")
+    status, _, page = Browser(jetty.url).log_in("/login/", alice.owner.username, "victims-password")
+    assert status == 429 and LOCKED in page, status
