@@ -70,10 +70,16 @@ def runs_frame(org: Org, *, task: str = "", experiment: Experiment | None = None
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
+def chart_text(text: str) -> str:
+    """Text a tenant chose, as plotly shows it literally: plotly reads ``<a href>``, ``<b>`` and ``<br>`` in any
+    label as markup, so a model named ``<a href=...>`` would put the tenant's link in the chart."""
+    return text.replace("<", "\u2039").replace(">", "\u203a")
+
+
 def _row(run: Run, model: str, item: str, repeat: int | None, score: Any, passed: Any) -> dict[str, Any]:
     return {
         "run": run.public_id,
-        "model": model,
+        "model": chart_text(model),
         "item": item,
         "repeat": repeat,
         "score": score,
