@@ -13,5 +13,5 @@ LINK = '<a href="http://evil.example/phish">CLICK</a>'
 def test_a_model_name_holding_markup_is_shown_as_text(alice):
     make_run(alice.org, model=LINK)
     frame = runs_frame(alice.org)
-    assert list(frame["model"]) == ["\u2039a href=\"http://evil.example/phish\"\u203aCLICK\u2039/a\u203a"]
+    assert list(frame["model"]) == ['\u2039a href="http://evil.example/phish"\u203aCLICK\u2039/a\u203a']
     assert not any("<" in str(value) for value in frame["model"])
