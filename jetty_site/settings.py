@@ -400,6 +400,10 @@ JETTY_SANDBOX_MAX_LIMITS = {
 }
 # Model calls an agent run may make through the gateway unless it asks for another budget (`jetty.limits.model_calls`,
 # a runbook's `limits.model_calls`), and the most it may ask: past it the run is stopped as a user error.
+# Connections one sandbox may hold open to the gateway at once (its own socket in front of daphne's; more wait).
+JETTY_SANDBOX_GATEWAY_CONNECTIONS = env_int("JETTY_SANDBOX_GATEWAY_CONNECTIONS", 64)
+if JETTY_SANDBOX_GATEWAY_CONNECTIONS < 1:
+    raise ImproperlyConfigured("JETTY_SANDBOX_GATEWAY_CONNECTIONS must be 1 or more")
 # Workspace snapshots (file contents a run's file changes keep, for diffs and the replay's workspace) a run stores
 # at most; past it, changes are still recorded, without their content.
 JETTY_RUN_MAX_SNAPSHOT_BYTES = env_int("JETTY_RUN_MAX_SNAPSHOT_BYTES", 256 * 1024 * 1024)

@@ -35,6 +35,7 @@ from .limits import limit_error, sandbox_limits
 from .models import Job, RunToken, Upload
 from .sandboxes import Outcome, SandboxSpec, SandboxUnavailable, create_sandbox, destroy_leftovers, hostile
 from .sandboxes.base import GATEWAY_SOCKET
+from .sandboxes.door import gateway_door
 from .secrets import Masker
 from .timeline import Timeline, flush_pending_calls
 
@@ -130,16 +131,27 @@ def execute(run_id: int) -> None:
     # Sandboxes reach the gateway through its unix socket and a relay inside, whatever their network: only one
     # sharing the host's network (JETTY_SANDBOX_HOST_NETWORK) calls JETTY_SANDBOX_GATEWAY_URL directly.
     host_network = job.network and settings.JETTY_SANDBOX_HOST_NETWORK
-    socket_path = None if host_network else settings.JETTY_GATEWAY_SOCKET
-    if socket_path and not Path(socket_path).exists():
-        raise PlatformError(f"sandboxes need the gateway listening on {socket_path}")
+    upstream = None if host_network else settings.JETTY_GATEWAY_SOCKET
+    if upstream and not Path(upstream).exists():
+        raise PlatformError(f"sandboxes need the gateway listening on {upstream}")
+    name = f"{run.public_id}-a{attempt}"
+    try:
+        with gateway_door(upstream, name, settings.JETTY_SANDBOX_GATEWAY_CONNECTIONS) as door:
+            run_in_sandbox(run, job, agent, name, host_network, door)
+    except SandboxUnavailable as exc:  # the door did not open: another attempt may do better
+        raise PlatformError(f"could not open the sandbox's gateway socket: {exc}") from exc
+
+
+def run_in_sandbox(run: Run, job: Job, agent: Agent, name: str, host_network: bool, door: str | None) -> None:
+    """Provision the sandbox, run the agent in it, collect, destroy it, and end the run. ``door`` is the socket it
+    reaches the gateway through (None on the host's network)."""
     spec = SandboxSpec(
-        name=f"{run.public_id}-a{attempt}",
+        name=name,
         snapshot=run.snapshot or "general",
         network=job.network,
         host_network=host_network,
         limits=sandbox_limits(job.limits, wall_s=float(job.timeout_s)),
-        gateway_socket=socket_path,
+        gateway_socket=door,
         extra_binds=agent.binds(),
     )
     try:
@@ -148,6 +160,10 @@ def execute(run_id: int) -> None:
         raise PlatformError(f"could not provision a sandbox: {exc}") from exc
     try:
         place_uploads(job, sandbox.workspace)
+    except (IsADirectoryError, NotADirectoryError, FileExistsError) as exc:
+        sandbox.destroy()  # the tenant's own files collide ("d" and "d/e"): no other attempt would do better
+        end_run(run.pk, RunStatus.FAILED, error_kind=ErrorKind.USER, error=f"the run's files collide: {exc}")
+        return
     except Exception as exc:
         sandbox.destroy()
         raise PlatformError(f"could not place the run's files: {exc}") from exc

@@ -11,6 +11,7 @@ placed before the call.
 
 from __future__ import annotations
 
+import logging
 import queue
 import threading
 import time
@@ -24,10 +25,12 @@ from django.db.models import F
 from trajectories.actions import EventRecord, append_events
 from trajectories.models import Run
 
-from .agents import Agent, WorkspaceWatch
+from .agents import Agent, WorkspaceWatch, stdout_line
 from .gateway.pricing import cost_of
 from .models import PendingModelCall
 from .secrets import Masker
+
+logger = logging.getLogger(__name__)
 
 
 def priced(event: dict) -> EventRecord:
@@ -105,6 +108,17 @@ class Timeline:
             finished = None in batch
             self._record(calls, [item for item in batch if item is not None])
 
+    # What an adapter's parser may raise on a line it did not expect. Every line is hostile (any process in the
+    # sandbox can write to the agent's stdout): one that breaks the parser is kept as a plain line, never a crash.
+    PARSE_ERRORS = (ValueError, TypeError, AttributeError, KeyError, IndexError, RecursionError)
+
+    def _line_events(self, line: str, read: float) -> list[EventRecord]:
+        try:
+            return self.agent.events(line, read)
+        except self.PARSE_ERRORS as exc:
+            logger.info("run %s: a line the %s parser could not read (%s)", self.run_id, self.agent.name, exc)
+            return [stdout_line(line, read)]
+
     def _record(self, calls: list[tuple[float, EventRecord]], lines: list[tuple[float, str]]) -> None:
         records: list[EventRecord] = []
         while calls or lines:
@@ -112,7 +126,7 @@ class Timeline:
                 records.append(calls.pop(0)[1])
                 continue
             read, line = lines.pop(0)
-            events = self.agent.events(line, read)
+            events = self._line_events(line, read)
             if any(e.kind == "tool.result" for e in events):
                 events += self.watch.changes(read)
             records += events

@@ -179,6 +179,7 @@ class WorkspaceWatch:
     LIMIT = 5000
     BLOB_BYTES = 1024 * 1024
     DIFF_BYTES = 200_000
+    DIFF_LINES = 4_000  # old and new together
 
     def __init__(self, workspace: Path, org_id: int | None = None):
         self.workspace = workspace  # read only through ``hostile``: the agent writes here while we look
@@ -240,10 +241,12 @@ class WorkspaceWatch:
         # A file that was there before the agent started has no recorded past: no diff for its first change.
         old_text = previous[1] if previous else (None if name in self.seen else "")
         if text is not None and old_text is not None:
-            lines = difflib.unified_diff(
-                old_text.splitlines(), text.splitlines(), f"a/{name}", f"b/{name}", lineterm=""
-            )
-            found["diff"] = "\n".join(lines)[: self.DIFF_BYTES]
+            old_lines, new_lines = old_text.splitlines(), text.splitlines()
+            # difflib is quadratic at worst, and runs here on the worker, outside the sandbox's limits: files of
+            # crafted lines took minutes each. Longer files keep their snapshot, without a diff.
+            if len(old_lines) + len(new_lines) <= self.DIFF_LINES:
+                lines = difflib.unified_diff(old_lines, new_lines, f"a/{name}", f"b/{name}", lineterm="")
+                found["diff"] = "\n".join(lines)[: self.DIFF_BYTES]
         self.contents[name] = (digest, text)
         return found
 
