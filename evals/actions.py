@@ -37,7 +37,7 @@ def check_scores(rubric: Rubric, scores: Mapping[str, Any]) -> dict[str, int]:
     checked = {}
     for name in names:
         value = scores[name]
-        if isinstance(value, str) and value.strip().isdigit():
+        if isinstance(value, str) and value.strip().isdecimal():
             value = int(value)
         if type(value) is not int or not 1 <= value <= 5:
             raise ReviewError(f"{name}: a score is a whole number from 1 to 5, not {scores[name]!r}")

@@ -71,7 +71,7 @@ def _selected_runs(request: HttpRequest, data: Any) -> tuple[list[Run], str | No
     if spec := data.get("label", "").strip():
         runs = runs.filter(_label_filter(spec)).distinct()
     latest = data.get("latest", "").strip() or str(LATEST_DEFAULT)
-    if not latest.isdigit() or not 1 <= int(latest) <= LATEST_MAX:
+    if not latest.isdecimal() or not 1 <= int(latest) <= LATEST_MAX:
         return [], f"Latest is a number of runs from 1 to {LATEST_MAX}"
     return list(runs.order_by("-created")[: int(latest)]), None
 
@@ -123,7 +123,7 @@ def new_queue(request: HttpRequest) -> HttpResponse:
         error = "Give the queue a name (up to 200 characters)"
     elif rubric is None:
         error = "Pick one of the organisation's rubrics"
-    elif not reviewers.isdigit():
+    elif not reviewers.isdecimal():
         error = "Reviewers per item is a number from 1 to 10"
     elif kind and kind not in EventKind.values:
         error = f"There is no event kind {kind!r}"
@@ -173,7 +173,7 @@ def queue_next(request: HttpRequest, public_id: str) -> HttpResponse:
     """To the next item the user has not scored (after ``after``), or back to the queue when there is none."""
     queue = get_queue_for_user(request, public_id)
     after = request.GET.get("after", "")
-    item = queue_state(queue).next_for(request.user.get_username(), int(after) if after.isdigit() else 0)
+    item = queue_state(queue).next_for(request.user.get_username(), int(after) if after.isdecimal() else 0)
     if item is None:
         messages.info(request, "Nothing left for you to label in this queue.")
         return redirect(f"/labelling/{queue.public_id}/")
@@ -200,7 +200,7 @@ def queue_item(request: HttpRequest, public_id: str, position: int) -> HttpRespo
             submit_review(item, request.user, raw, comment)
         except ReviewError as exc:
             error = str(exc)
-            scores = {k: int(v) for k, v in raw.items() if v.isdigit()}
+            scores = {k: int(v) for k, v in raw.items() if v.isdecimal()}
         else:
             messages.success(request, f"Item {item.position} scored")
             return redirect(f"/labelling/{queue.public_id}/next?after={item.position}")

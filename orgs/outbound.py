@@ -108,7 +108,7 @@ def parse_allow(entries: Iterable[str]) -> tuple[Allowed, ...]:
 
 
 def _port(text: str, raw: str) -> int:
-    if not text.isdigit() or not 0 < int(text) < 65536:
+    if not text.isdecimal() or not 0 < int(text) < 65536:
         raise ValueError(f"JETTY_OUTBOUND_ALLOW entry {raw!r} has a bad port")
     return int(text)
 

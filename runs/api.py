@@ -36,7 +36,7 @@ def _check_size(request: Request) -> None:
     from django.conf import settings
 
     declared = request.META.get("CONTENT_LENGTH") or "0"
-    if declared.isdigit() and int(declared) > settings.JETTY_MAX_UPLOAD_BYTES + 1024 * 1024:
+    if declared.isdecimal() and int(declared) > settings.JETTY_MAX_UPLOAD_BYTES + 1024 * 1024:
         raise ApiError(413, f"The upload is larger than {settings.JETTY_MAX_UPLOAD_BYTES} bytes", code="file_too_large")
 
 

@@ -282,7 +282,7 @@ def task_versions(request: Request, name: str, task: str) -> Response:
 
 
 def _version(task: Task, number: Any, param: str) -> TaskVersion:
-    if not str(number).isdigit():
+    if not str(number).isdecimal():
         raise invalid(f"`{param}` must be a version number", param)
     version = task.versions.filter(number=int(number)).select_related("task").first()
     if version is None:
@@ -354,7 +354,7 @@ def _start(request: Request, name: str, task: str) -> Run:
             raise invalid("`webhook_secret` is required with `webhook_url` (it signs each delivery)", "webhook_secret")
     timeout = data.get("timeout_s")
     if timeout not in (None, ""):
-        if not str(timeout).isdigit() or not 1 <= int(timeout) <= 86400:
+        if not str(timeout).isdecimal() or not 1 <= int(timeout) <= 86400:
             raise invalid("`timeout_s` must be an integer from 1 to 86400", "timeout_s")
         overrides["timeout_s"] = int(timeout)
     if data.get("limits") not in (None, ""):
@@ -369,7 +369,7 @@ def _start(request: Request, name: str, task: str) -> Run:
         paths += [u.key for u in store_uploads(principal.org, files)]
     overrides["file_paths"] = paths
     version = data.get("version")
-    if version not in (None, "") and not str(version).isdigit():
+    if version not in (None, "") and not str(version).isdecimal():
         raise invalid("`version` must be a version number", "version")
     return start_task_run(
         principal,

@@ -77,7 +77,7 @@ def run_page(request: HttpRequest, public_id: str) -> HttpResponse:
     primary = next((by_path[p] for p in summary["primary_files"]), None)
     steps = StepRun.objects.filter(workflow__run=run).order_by("started", "id") if run.kind == "workflow" else []
     at_text = request.GET.get("at", "")
-    at = int(at_text) if at_text.isdigit() and len(at_text) < 10 else None
+    at = int(at_text) if at_text.isdecimal() and len(at_text) < 10 else None
     page, more_before, more_after, first, last = window(run, at=at) if at else window(run, after=0)
     context = {
         **header_context(run, request),
@@ -165,13 +165,13 @@ def task_page(request: HttpRequest, collection: str, name: str) -> HttpResponse:
     task = get_task_for_user(request, collection, name)
     versions = list(task.versions.order_by("-number"))
     shown = versions[0] if versions else None
-    if (wanted := request.GET.get("version", "")).isdigit():
+    if (wanted := request.GET.get("version", "")).isdecimal():
         shown = next((v for v in versions if v.number == int(wanted)), None)
         if shown is None:
             raise Http404("No such version")
     diff = ""
     old, new = request.GET.get("from", ""), request.GET.get("to", "")
-    if old.isdigit() and new.isdigit():
+    if old.isdecimal() and new.isdecimal():
         pair = {v.number: v for v in versions}
         if int(old) not in pair or int(new) not in pair:
             raise Http404("No such version")
@@ -273,7 +273,7 @@ def fork_form(request: HttpRequest, public_id: str) -> HttpResponse:
 
     run = get_run_for_user(request, public_id)
     at = request.GET.get("at", "")
-    if run.kind != "agent" or run.status not in FINAL_STATUSES or not at.isdigit():
+    if run.kind != "agent" or run.status not in FINAL_STATUSES or not at.isdecimal():
         return HttpResponse("")
     models = [m["id"] for m in models_for(_web_principal(request))]
     ordered = [run.model, *[m for m in models if m != run.model]]
@@ -292,7 +292,7 @@ def run_fork(request: HttpRequest, public_id: str) -> HttpResponse:
     require_write(membership)
     at, model = request.POST.get("at", ""), request.POST.get("model", "").strip()
     try:
-        if not at.isdigit():
+        if not at.isdecimal():
             raise ApiError(400, "Choose where to fork (a model call)", param="at")
         if model and not membership.org.may_use_model(model):
             raise ApiError(404, f"The model `{model}` is not enabled for this organisation", param="model")

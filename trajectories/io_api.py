@@ -277,7 +277,7 @@ def ingest_trajectory(caller: Caller, body: bytes, asked: str | None) -> tuple[i
 def _declared_size(request: Request) -> int:
     """The body's size as the client declared it, refused at once over the limits (nothing has parsed it)."""
     declared = request.META.get("CONTENT_LENGTH") or "0"
-    size = int(declared) if declared.isdigit() else 0
+    size = int(declared) if declared.isdecimal() else 0
     check_ingest_size(size)
     if size > settings.JETTY_MAX_UPLOAD_BYTES:
         raise ApiError(

@@ -33,7 +33,7 @@ class Exchange:
 
     async def body(self, limit: int) -> bytes:
         declared = self.headers.get("content-length")
-        if declared and declared.isdigit() and int(declared) > limit:
+        if declared and declared.isdecimal() and int(declared) > limit:
             raise ApiError(413, f"Request body is larger than the limit of {limit} bytes", code="request_too_large")
         parts: list[bytes] = []
         size = 0

@@ -68,7 +68,7 @@ def _exit_code(text: str) -> int | None:
     for marker in ("Exit code ", "Process exited with code "):
         if marker in text:
             tail = text.split(marker, 1)[1].split()[0] if text.split(marker, 1)[1].split() else ""
-            if tail.lstrip("-").isdigit():
+            if tail.lstrip("-").isdecimal():
                 return int(tail)
     return None
 
