@@ -69,6 +69,12 @@ def refused(exc: outbound.OutboundForbidden, provider: str) -> Outcome:
     return Outcome(None, 400, ApiError(400, message, code=outbound.CODE, param="model"))
 
 
+def _without_traceback(message: str) -> str:
+    """A provider error as the client may see it: litellm folds Python tracebacks (with the server's paths) into
+    some of its messages."""
+    return message.split("Traceback (most recent call last)", 1)[0].rstrip() or "the provider call failed"
+
+
 def upstream_error(status: int, raw: bytes | str, provider: str, headers: dict[str, str]) -> ApiError:
     """The client-facing error for a provider's error response."""
     message, code, type_ = str(raw)[:500], None, None
@@ -81,6 +87,7 @@ def upstream_error(status: int, raw: bytes | str, provider: str, headers: dict[s
             message = str(detail)
     except (ValueError, KeyError, TypeError):
         pass
+    message = _without_traceback(message)
     if status in (401, 403):
         return ApiError(
             502,
@@ -175,10 +182,11 @@ async def _relay_sse(
 
 
 def litellm_error(exc: Exception, provider: str) -> ApiError:
+    said = _without_traceback(str(exc))
     if isinstance(exc, litellm.Timeout):
-        return ApiError(504, f"The provider `{provider}` did not answer in time: {exc}", code="upstream_timeout")
+        return ApiError(504, f"The provider `{provider}` did not answer in time: {said}", code="upstream_timeout")
     if isinstance(exc, litellm.APIConnectionError):
-        return ApiError(502, f"Could not reach the provider `{provider}`: {exc}", code="upstream_unreachable")
+        return ApiError(502, f"Could not reach the provider `{provider}`: {said}", code="upstream_unreachable")
     if isinstance(exc, litellm.UnsupportedParamsError):
         return ApiError(400, str(exc), code="unsupported_parameter")
     status = getattr(exc, "status_code", None)
@@ -187,9 +195,9 @@ def litellm_error(exc: Exception, provider: str) -> ApiError:
         response = getattr(exc, "response", None)
         if response is not None and getattr(response, "headers", None) is not None:
             headers = {k.lower(): v for k, v in response.headers.items()}
-        message = getattr(exc, "message", None) or str(exc)
+        message = _without_traceback(getattr(exc, "message", None) or str(exc))
         return upstream_error(status, json.dumps({"error": {"message": message}}), provider, headers)
-    return ApiError(502, f"The provider `{provider}` failed: {exc}", code="upstream_error")
+    return ApiError(502, f"The provider `{provider}` failed: {said}", code="upstream_error")
 
 
 async def forward_litellm(exchange: Exchange, call: Call, run_headers: dict[str, str]) -> Outcome:

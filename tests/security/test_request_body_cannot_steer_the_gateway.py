@@ -134,3 +134,18 @@ def test_a_redirect_from_an_allowed_endpoint_to_loopback_is_refused(jetty, alice
         assert response.status_code == 400, response.text
         assert response.json()["error"]["code"] == "outbound_forbidden", response.text
         assert internal.hits == []
+
+
+def test_a_malformed_wire_request_gets_no_server_traceback(jetty, alice):
+    """Found by the outside attack pass: a Responses request whose `text.format.schema` is not an object, and a
+    Gemini tool whose `parameters` is a string, came back as a 502 carrying a Python traceback and server paths."""
+    headers = {"Authorization": f"Bearer {alice.token}", "x-goog-api-key": alice.token}
+    requests = [
+        ("/v1/responses", {"model": "scripted/default", "input": "hi", "text": {"format": {"type": "json_schema",
+                                                                                         "name": "x", "schema": 5}}}),
+        ("/v1beta/models/scripted-default:generateContent", {"contents": [{"role": "user", "parts": [{"text": "hi"}]}],
+         "tools": [{"functionDeclarations": [{"name": "f", "parameters": "x"}]}]}),
+    ]  # fmt: skip
+    for path, body in requests:
+        response = httpx.post(f"{jetty.url}{path}", json=body, headers=headers, timeout=30)
+        assert "Traceback" not in response.text and "site-packages" not in response.text, (path, response.text)
