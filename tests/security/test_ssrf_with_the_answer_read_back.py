@@ -4,8 +4,6 @@ export reached loopback blind. Driven over HTTP against the live server and a Ce
 
 from __future__ import annotations
 
-import time
-
 import httpx
 
 from orgs.admin import ProviderKeyForm
@@ -13,17 +11,8 @@ from orgs.models import ProviderKey
 from runs.models import StepRun
 from tests.factories import make_run
 from tests.test_agent_runs import RUNBOOK
-from trajectories.models import FINAL_STATUSES, Run
-
-
-def finished(public_id: str, timeout: float = 60) -> Run:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        run = Run.objects.get(public_id=public_id)
-        if run.status in FINAL_STATUSES:
-            return run
-        time.sleep(0.1)
-    raise AssertionError(f"run {public_id} still {Run.objects.get(public_id=public_id).status} after {timeout}s")
+from tests.test_workflows import finished
+from trajectories.models import Run
 
 
 def api(jetty, token: str) -> httpx.Client:
