@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -21,7 +20,7 @@ from orgs.models import Org, ProviderKey
 from .gateway import scripted
 from .gateway.calls import redact_request
 from .gateway.pricing import cost_of
-from .gateway.routing import provider_of
+from .gateway.routing import guarded_endpoint, provider_of
 
 
 class ModelError(Exception):
@@ -84,8 +83,7 @@ def complete(org: Org, model: str, messages: list[dict[str, Any]], **params: Any
             raise ModelError(f"{model}: the organisation's provider endpoint is refused: {exc.message}") from None
     params = {k: v for k, v in params.items() if v is not None}
     started = time.time()
-    # As in the gateway: every connection litellm makes is checked unless the operator configured the endpoint.
-    guarded = api_base is not None or not os.environ.get(f"{provider.upper()}_API_BASE")
+    guarded = guarded_endpoint(provider, api_base)  # as in the gateway
     try:
         with outbound.guarded_connections() if guarded else contextlib.nullcontext():
             response = litellm.completion(

@@ -37,9 +37,7 @@ class Route:
     api_key: str | None
     api_base: str | None
     direct: bool
-    # The base came from an org's provider key, so calls to it pass the outbound policy; the operator's
-    # environment (<PROVIDER>_API_BASE) and the providers' public defaults are trusted.
-    guarded: bool = False
+    guarded: bool = False  # see guarded_endpoint()
 
 
 @dataclass(frozen=True)
@@ -166,9 +164,7 @@ def _resolve(
         key = ProviderKey.objects.filter(org=principal.org, provider=provider).first()
         if key is not None:
             api_key, api_base = key.get_key(), key.api_base or None
-    # Trusted: an endpoint the operator configured. Guarded: an org's own endpoint, or none at all (litellm then
-    # picks its default, which for some providers is a local address such as ollama's localhost:11434).
-    guarded = api_base is not None or not os.environ.get(f"{provider.upper()}_API_BASE")
+    guarded = guarded_endpoint(provider, api_base)
     direct = direct_enabled and provider in DIRECT_PROVIDERS
     if direct:
         api_key = api_key or os.environ.get(f"{provider.upper()}_API_KEY")
@@ -190,6 +186,13 @@ def _resolve(
         guarded=guarded,
     )
     return Caller(principal=principal, collection=collection), route
+
+
+def guarded_endpoint(provider: str, org_base: str | None) -> bool:
+    """Whether calls to this provider pass the outbound policy: an org's own endpoint does, and so does none at all
+    (litellm then picks its default, which for some providers is local, such as ollama's localhost:11434). Only an
+    endpoint the operator configured (``<PROVIDER>_API_BASE``) is trusted."""
+    return org_base is not None or not os.environ.get(f"{provider.upper()}_API_BASE")
 
 
 def has_credentials(route: Route) -> bool:
