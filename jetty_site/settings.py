@@ -404,6 +404,10 @@ JETTY_SANDBOX_MAX_LIMITS = {
 JETTY_SANDBOX_GATEWAY_CONNECTIONS = env_int("JETTY_SANDBOX_GATEWAY_CONNECTIONS", 64)
 if JETTY_SANDBOX_GATEWAY_CONNECTIONS < 1:
     raise ImproperlyConfigured("JETTY_SANDBOX_GATEWAY_CONNECTIONS must be 1 or more")
+# The contract check's verification script (runs/contract.py): its wall time, in seconds.
+JETTY_CONTRACT_TIMEOUT_S = env_int("JETTY_CONTRACT_TIMEOUT_S", 120)
+if JETTY_CONTRACT_TIMEOUT_S < 1:
+    raise ImproperlyConfigured("JETTY_CONTRACT_TIMEOUT_S must be 1 or more")
 # Workspace snapshots (file contents a run's file changes keep, for diffs and the replay's workspace) a run stores
 # at most; past it, changes are still recorded, without their content.
 JETTY_RUN_MAX_SNAPSHOT_BYTES = env_int("JETTY_RUN_MAX_SNAPSHOT_BYTES", 256 * 1024 * 1024)

@@ -41,6 +41,7 @@ class AgentRequest:
     secrets: dict[str, str] = field(default_factory=dict)  # environment variables, encrypted at rest
     parent_id: int | None = None
     task_version: int | None = None
+    contract_mode: str = "enforce"  # runs/contract.py: enforce | report
 
 
 def resolve_uploads(principal: Principal, request: AgentRequest) -> list[str]:
@@ -106,6 +107,7 @@ def start_agent_run(
                 file_paths=keys,
                 env=request.env,
                 secrets_encrypted=Job.seal(request.secrets),
+                contract_mode=request.contract_mode,
             )
             move_run(run.pk, RunStatus.QUEUED, task=request.task, agent=request.agent, model=request.model)
             org_id = principal.org.pk

@@ -31,9 +31,11 @@ from trajectories.models import FINAL_STATUSES, Artifact, ErrorKind, LabelSource
 
 from .actions import end_run
 from .agents import Agent, Mission, agent_for, sanitise
+from .contract import ENFORCE, check_contract, failure_message, record_contract
+from .contract import FAILED_CODE as CONTRACT_FAILED
 from .limits import limit_error, sandbox_limits
 from .models import Job, RunToken, Upload
-from .sandboxes import Outcome, SandboxSpec, SandboxUnavailable, create_sandbox, destroy_leftovers, hostile
+from .sandboxes import Outcome, Sandbox, SandboxSpec, SandboxUnavailable, create_sandbox, destroy_leftovers, hostile
 from .sandboxes.base import GATEWAY_SOCKET
 from .sandboxes.door import gateway_door
 from .secrets import Masker
@@ -199,6 +201,7 @@ def run_in_sandbox(run: Run, job: Job, agent: Agent, name: str, host_network: bo
         flush_pending_calls(run.pk)  # a call whose answer the agent never read to the end
         heartbeat.stopped.set()
         collect(run, job, sandbox.workspace, agent.final)
+        contract = check_contract_of(run, job, outcome, agent, sandbox)
     finally:
         if heartbeat is not None:
             heartbeat.stopped.set()
@@ -206,7 +209,24 @@ def run_in_sandbox(run: Run, job: Job, agent: Agent, name: str, host_network: bo
         sandbox.destroy()
     # Only once the sandbox is gone does the run end: whoever sees a final state sees nothing left behind.
     check_reported_usage(run, agent)
-    finish(run, job, outcome, agent)
+    finish(run, job, outcome, agent, contract)
+
+
+def check_contract_of(run: Run, job: Job, outcome: Outcome, agent: Agent, sandbox: Sandbox) -> dict[str, Any] | None:
+    """The platform's check of the runbook's contract, once the agent ended well by its own account (None when it
+    did not: the run has failed already), recorded on the run, as an event and as labels."""
+    job.refresh_from_db(fields=["cancel_requested"])
+    if job.cancel_requested or outcome.exit_code != 0 or outcome.user_error or agent.problem():
+        return None
+    env = {**job.env, **job.secrets}
+    try:
+        verdict = check_contract(
+            job.runbook, sandbox.workspace, job.validation, sandbox, env, job.contract_mode, Masker(job.secrets)
+        )
+    except SandboxUnavailable as exc:
+        raise PlatformError(f"could not run the contract check: {exc}") from exc
+    record_contract(run, verdict)
+    return verdict
 
 
 def check_reported_usage(run: Run, agent: Agent) -> None:
@@ -347,7 +367,7 @@ def label_validation(run: Run, report: dict) -> None:
         record_label(run, key, value, source=LabelSource.SYSTEM, author="system")
 
 
-def finish(run: Run, job: Job, outcome: Outcome, agent: Agent) -> None:
+def finish(run: Run, job: Job, outcome: Outcome, agent: Agent, contract: dict[str, Any] | None = None) -> None:
     mask = Masker(job.secrets)
     job.refresh_from_db(fields=["cancel_requested", "stop_reason"])
     problem = mask(agent.problem())
@@ -382,5 +402,8 @@ def finish(run: Run, job: Job, outcome: Outcome, agent: Agent) -> None:
         )
     elif problem:
         end_run(run.pk, RunStatus.FAILED, error_kind=ErrorKind.USER, error=problem)
+    elif contract is not None and not contract["passed"] and contract["mode"] == ENFORCE:
+        error = failure_message(contract)
+        end_run(run.pk, RunStatus.FAILED, error_kind=ErrorKind.USER, error=error, error_code=CONTRACT_FAILED)
     else:
         end_run(run.pk, RunStatus.SUCCEEDED)

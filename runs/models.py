@@ -47,6 +47,9 @@ class Job(models.Model):
     )
     final_answer = models.TextField(blank=True)
     validation = models.JSONField(null=True, blank=True)
+    contract_mode = models.CharField(
+        max_length=10, default="enforce", help_text="enforce: a broken contract fails the run; report: only reported"
+    )
     env = models.JSONField(default=dict, blank=True, help_text="Plain environment variables for the sandbox")
     secrets_encrypted = models.TextField(
         blank=True, help_text="Secret environment variables (encrypted JSON), wiped when the run ends"

@@ -29,6 +29,7 @@ def run_summary(run: Run) -> dict[str, Any]:
         "results_files": files,
         "primary_files": primary,
         "validation": job.validation if job else None,
+        "contract": run.contract,
         "usage": {
             "prompt_tokens": run.prompt_tokens,
             "completion_tokens": run.completion_tokens,
@@ -37,6 +38,7 @@ def run_summary(run: Run) -> dict[str, Any]:
         "cost_usd": float(run.cost_usd),
         "duration_s": run.duration_s,
         "error": run.error or None,
+        "error_code": run.error_code or None,
         "kind": run.kind,
         "outputs": run.metadata.get("outputs"),
         "parent_run_id": run.parent.public_id if run.parent_id and run.parent else None,

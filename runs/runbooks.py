@@ -61,6 +61,7 @@ class Section:
     title: str
     line: int
     text: str = ""
+    level: int = 1  # the heading's number of `#`
 
 
 @dataclass
@@ -74,6 +75,20 @@ class Runbook:
         """The first section whose title contains one of the names (case-insensitive)."""
         wanted = [n.lower() for n in names]
         return next((s for s in self.sections if any(n in s.title.lower() for n in wanted)), None)
+
+    def part(self, *names: str) -> str | None:
+        """The text of the first section named like ``section`` with its subsections (a `### Verification
+        Script` under the Final Checklist belongs to it), or None when there is no such section."""
+        found = self.section(*names)
+        if found is None:
+            return None
+        index = self.sections.index(found)
+        text = found.text
+        for later in self.sections[index + 1 :]:
+            if later.level <= found.level:
+                break
+            text += f"{'#' * later.level} {later.title}\n{later.text}"
+        return text
 
     def variables(self) -> set[str]:
         return set(VARIABLE.findall(self.body))
@@ -107,7 +122,7 @@ def parse(text: str) -> tuple[Runbook, list[Finding]]:
             fenced = not fenced
         heading = None if fenced else HEADING.match(line)
         if heading:
-            sections.append(Section(title=heading.group(2), line=number))
+            sections.append(Section(title=heading.group(2), line=number, level=len(heading.group(1))))
         elif sections:
             sections[-1].text += line + "\n"
     return Runbook(frontmatter, body, body_line, sections), problems
@@ -180,7 +195,7 @@ def validate(text: str) -> Report:
         message = "The iteration is not bounded: say how many rounds at most (like `max 3 rounds`)"
         add(Finding("error", "iteration_unbounded", message, iterate.line))
     checklist = found["final_checklist_missing"]
-    if checklist is not None and "```" not in checklist.text:
+    if checklist is not None and "```" not in (runbook.part("Final Checklist") or ""):
         message = "The Final Checklist has no verification script (a fenced code block)"
         add(Finding("error", "verification_script_missing", message, checklist.line))
 

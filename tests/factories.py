@@ -116,7 +116,7 @@ Write summary.md.
 
 ## Validation report
 ```bash
-echo '{"version": "1.0.0", "overall_passed": true, "stages": [{"name": "count", "passed": true}]}' \\
+echo '{"version": "1.0.0", "overall_passed": true, "stages": [{"name": "count", "passed": true, "message": "ok"}], "results": {"pass": 1, "partial": 0, "fail": 0}}' \\
   > /app/results/validation_report.json
 ```
 

@@ -36,7 +36,7 @@ wc -w < /app/results/greeting.txt > /app/results/count.txt && cat /app/results/c
 
 ## Step 3: validation report
 ```bash
-echo '{"version": "1.0.0", "overall_passed": true, "stages": [{"name": "count", "passed": true}]}' \
+echo '{"version": "1.0.0", "overall_passed": true, "stages": [{"name": "count", "passed": true, "message": "ok"}], "results": {"pass": 1, "partial": 0, "fail": 0}}' \
   > /app/results/validation_report.json
 ```
 """
@@ -68,7 +68,14 @@ def test_a_runbook_runs_end_to_end_in_a_sandbox(alice_client, each_backend_worke
     assert run.artifacts.get(path="count.txt").file.read() == b"4\n"
     assert run.artifacts.get(path="greeting.txt").file.read() == b"hello ada from jetty\n"
     labels = {label.key: (label.value, label.source) for label in run.labels.all()}
-    assert labels == {"validation.overall_passed": (True, "system"), "validation.stage.count": (True, "system")}
+    assert labels == {
+        "validation.overall_passed": (True, "system"),
+        "validation.stage.count": (True, "system"),
+        "contract.passed": (True, "system"),
+        "contract.required_files": (True, "system"),
+        "contract.validation_report": (True, "system"),
+    }
+    assert summary["contract"]["passed"] is True and run.contract == summary["contract"]
     events = list(run.events.order_by("seq"))
     assert [e.seq for e in events] == list(range(1, len(events) + 1))
     kinds = [e.kind for e in events]

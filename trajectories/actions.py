@@ -193,7 +193,9 @@ def _within_event_limit(run: Run, events: list[EventRecord]) -> tuple[list[Event
     return [*kept, marker], len(events) - len(kept)
 
 
-def move_run(run_id: int, status: str, *, error_kind: str = "", error: str = "", **payload: Any) -> Run:
+def move_run(
+    run_id: int, status: str, *, error_kind: str = "", error: str = "", error_code: str = "", **payload: Any
+) -> Run:
     """Move a run through its state machine and record the change as an event, in one transaction."""
     import time
 
@@ -202,9 +204,11 @@ def move_run(run_id: int, status: str, *, error_kind: str = "", error: str = "",
         run = Run.objects.select_for_update().get(pk=run_id)
         run.move_to(status)
         if error:
-            run.error_kind, run.error = error_kind, error[:10_000]
+            run.error_kind, run.error, run.error_code = error_kind, error[:10_000], error_code
         run.save()
         state = {"status": status, **({"error": error} if error else {}), **payload}
+        if error_code:
+            state["error_code"] = error_code
         seq = run.last_seq + 1
         Event.objects.create(run=run, seq=seq, kind="run.state", ts=_ts(time.time()), payload=state)
         Run.objects.filter(pk=run_id).update(last_seq=seq)

@@ -77,6 +77,12 @@ class Run(models.Model):
     snapshot = models.CharField(max_length=100, blank=True)
     error_kind = models.CharField(max_length=10, choices=ErrorKind.choices, blank=True)
     error = models.TextField(blank=True)
+    error_code = models.CharField(
+        max_length=40, blank=True, help_text="What a client can switch on, where the failure has a name"
+    )
+    contract = models.JSONField(
+        null=True, blank=True, help_text="The platform's check of the runbook's contract (runs/contract.py)"
+    )
     prompt_tokens = models.PositiveIntegerField(default=0)
     completion_tokens = models.PositiveIntegerField(default=0)
     total_tokens = models.PositiveIntegerField(default=0)

@@ -29,6 +29,8 @@ class RunSerializer(serializers.ModelSerializer):
             "agent",
             "error_kind",
             "error",
+            "error_code",
+            "contract",
             "prompt_tokens",
             "completion_tokens",
             "total_tokens",

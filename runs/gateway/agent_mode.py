@@ -17,6 +17,7 @@ from orgs.api_errors import ApiError, holds_nul
 from trajectories.actions import run_group
 from trajectories.models import FINAL_STATUSES, Event, Run
 
+from .. import contract
 from ..actions import AgentRequest, start_agent_run
 from ..agents import agent_for, agent_names
 from ..limits import check_limits
@@ -95,6 +96,9 @@ def parse(request: ChatRequest, caller: Caller) -> AgentRequest:
                 "`jetty.webhook_secret` is required with `jetty.webhook_url` (it signs each delivery)",
                 "jetty.webhook_secret",
             )
+    contract_mode = contract.parse_mode(jetty.get("contract"))
+    if contract_mode is None:
+        raise _bad("`jetty.contract` must be `enforce` (the default) or `report`", "jetty.contract")
     key = jetty.get("idempotency_key") or ""
     if not isinstance(key, str) or len(key) > 200:
         raise _bad("`jetty.idempotency_key` must be a string of at most 200 characters", "jetty.idempotency_key")
@@ -115,6 +119,7 @@ def parse(request: ChatRequest, caller: Caller) -> AgentRequest:
         file_paths=file_paths,
         file_ids=file_ids,
         collection_id=caller.collection.pk if caller.collection else None,
+        contract_mode=contract_mode,
     )
 
 

@@ -36,6 +36,7 @@ JETTY_FIELDS = frozenset(
         "webhook_secret",
         "async",
         "idempotency_key",
+        "contract",
     }
 )
 ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})

@@ -14,7 +14,7 @@ import time
 from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -206,6 +206,19 @@ class Sandbox(ABC):
     @abstractmethod
     def start(self, argv: list[str], env: dict[str, str] | None = None) -> Execution:
         """Start the main process (``/app`` is its working directory)."""
+
+    def start_script(self, script: str, env: dict[str, str], timeout_s: float) -> Execution:
+        """Run a shell script in the sandbox once its main process has ended (the platform's own checks): as the
+        sandbox's user, over the same files, under the same limits but a wall time of its own, with no network and
+        no way to the gateway. stderr is merged into the lines read."""
+        self.spec = replace(
+            self.spec,
+            network=False,
+            host_network=False,
+            gateway_socket=None,
+            limits=replace(self.spec.limits, wall_s=timeout_s),
+        )
+        return self.start(["/bin/bash", "-c", f"exec 2>&1\n{script}"], env)
 
     def processes(self) -> int | None:
         """How many processes the sandbox's pids limit counts now (None when the backend cannot tell)."""

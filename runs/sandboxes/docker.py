@@ -59,6 +59,9 @@ class DockerSandbox(Sandbox):
         self.container: Any = None
 
     def start(self, argv: list[str], env: dict[str, str] | None = None) -> Execution:
+        if self.container is not None:  # a later process in the same sandbox (the contract check): same name
+            self.container.remove(force=True)
+            self.container = None
         limits = self.spec.limits
         mounts = [
             Mount("/app", str(self.workspace), type="bind"),

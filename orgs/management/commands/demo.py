@@ -40,7 +40,8 @@ python3 - <<'PY'
 import json
 files = open("/app/results/files.txt").read().split()
 stage = {"name": "survey", "passed": bool(files), "message": f"{len(files)} files"}
-report = {"version": "1.0.0", "overall_passed": bool(files), "stages": [stage]}
+results = {"pass": int(bool(files)), "partial": 0, "fail": int(not files)}
+report = {"version": "1.0.0", "overall_passed": bool(files), "stages": [stage], "results": results}
 json.dump(report, open("/app/results/validation_report.json", "w"))
 PY
 ```

@@ -1,0 +1,329 @@
+"""Runbooks as contracts: the platform, not the agent, decides whether a run did what its runbook requires.
+
+When the agent's process has ended, before its sandbox is destroyed, three checks:
+
+1. ``required_files``: every file the REQUIRED OUTPUT FILES section lists (and the frontmatter's
+   ``primary_outputs``) is under /app/results and not empty;
+2. ``validation_report``: ``validation_report.json`` parses, has the documented shape, each of its ``output_files``
+   exists, and ``overall_passed`` is true;
+3. ``verification_script``: the Final Checklist's shell block (subsections included) is run again, inside the
+   sandbox as its user, without network and with a time limit: a non-zero exit or any ``FAIL`` line fails it.
+
+Files are looked at from the host through ``hostile`` (the same tree the sandbox sees, without letting anything
+in the sandbox answer for itself); the script runs inside, because it is the runbook's own code. A check that
+does not apply (no such section, no such file named) is listed as not applying, and passes.
+
+The verdict is ``{"passed", "mode", "checks": [{"name", "passed", "message", "applies", "output"?}]}``. Under
+``enforce`` (the default) a run whose contract failed ends ``failed`` with code ``contract_failed``; ``report``
+only reports it.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+
+from trajectories.actions import EventRecord, append_events, record_label
+from trajectories.models import LabelSource, Run
+
+from .agents import sanitise
+from .runbooks import parse
+from .sandboxes import Sandbox, hostile
+
+ENFORCE, REPORT = "enforce", "report"
+MODES = (ENFORCE, REPORT)
+FAILED_CODE = "contract_failed"
+
+REPORT_NAME = "validation_report.json"
+CODE_SPAN = re.compile(r"`([^`\n]+)`")
+SHELL_FENCE = re.compile(r"^\s*```+\s*(bash|sh|shell|zsh)\s*$", re.I)
+FENCE_END = re.compile(r"^\s*```+\s*$")
+FAIL_LINE = re.compile(r"^\W*FAIL(?:ED|URE)?\b")
+RESULTS_PREFIXES = ("{{results_dir}}/", "/app/results/", "app/results/", "results/", "./")
+PLACEHOLDER = re.compile(r"<[^<>/]+>|\{\{[^}]*\}\}")
+MAX_OUTPUT_CHARS = 16_000
+MAX_FILES = 200  # named files checked at most
+
+
+@dataclass
+class Terms:
+    """What a runbook asks for, read from its text."""
+
+    required: list[str] = field(default_factory=list)  # paths under /app (globs allowed)
+    evaluation: str | None = None
+    has_outputs_section: bool = False
+    script: str | None = None
+    has_checklist: bool = False
+
+
+def terms_of(runbook: str) -> Terms:
+    book, _ = parse(runbook)
+    meta = book.frontmatter or {}
+    terms = Terms(evaluation=meta.get("evaluation") if isinstance(meta.get("evaluation"), str) else None)
+    outputs = book.part("REQUIRED OUTPUT FILES", "Required outputs")
+    if outputs is not None:
+        terms.has_outputs_section = True
+        terms.required += named_files(outputs)
+    primary = meta.get("primary_outputs")
+    for name in [primary] if isinstance(primary, str) else primary if isinstance(primary, list) else []:
+        if isinstance(name, str) and (path := workspace_path(name)):
+            terms.required.append(path)
+    terms.required = list(dict.fromkeys(terms.required))[:MAX_FILES]
+    checklist = book.part("Final Checklist")
+    if checklist is not None:
+        terms.has_checklist = True
+        terms.script = shell_blocks(checklist)
+    return terms
+
+
+def named_files(section: str) -> list[str]:
+    """The files a REQUIRED OUTPUT FILES section names: the first code span of each table row or list item, unless
+    the row says the file is optional."""
+    found = []
+    for line in section.splitlines():
+        stripped = line.strip()
+        row = stripped.startswith("|") and not re.fullmatch(r"[|:\-\s]+", stripped)
+        item = re.match(r"^([-*+]|\d+[.)])\s", stripped)
+        if not (row or item) or "optional" in stripped.lower():
+            continue
+        cell = stripped.strip("|").split("|")[0] if row else stripped
+        span = CODE_SPAN.search(cell)
+        if span and (path := workspace_path(span.group(1))):
+            found.append(path)
+    return found
+
+
+def workspace_path(name: str) -> str | None:
+    """A named output as a path under /app (``results/x``), placeholders as wildcards; None if it names no file."""
+    name = name.strip()
+    if not name or any(c.isspace() for c in name) or name.endswith("/"):
+        return None
+    for prefix in ("/app/results/", "{{results_dir}}/", "$RESULTS_DIR/", "${RESULTS_DIR}/"):
+        if name.startswith(prefix):
+            name = "results/" + name[len(prefix) :]
+            break
+    else:
+        if name.startswith("/app/"):
+            name = name[len("/app/") :]
+        elif name.startswith("/"):
+            return None  # outside /app: nothing the platform collects
+        else:
+            name = name.removeprefix("./")
+            name = name if name.startswith("results/") else f"results/{name}"
+    name = PLACEHOLDER.sub("*", name)
+    parts = name.split("/")
+    if any(p in ("", ".", "..") for p in parts) or ("." not in parts[-1] and "*" not in parts[-1]):
+        return None  # a folder, or a word in backticks rather than a file name
+    return name
+
+
+def shell_blocks(section: str) -> str | None:
+    """The section's fenced shell blocks (```bash, sh, shell, zsh), joined in order; None if it has none."""
+    blocks: list[str] = []
+    current: list[str] | None = None
+    for line in section.splitlines():
+        if current is None:
+            if SHELL_FENCE.match(line):
+                current = []
+        elif FENCE_END.match(line):
+            blocks.append("\n".join(current))
+            current = None
+        else:
+            current.append(line)
+    script = "\n\n".join(b for b in blocks if b.strip())
+    return script or None
+
+
+@dataclass
+class Check:
+    name: str
+    passed: bool
+    message: str
+    applies: bool = True
+    output: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        found = {"name": self.name, "passed": self.passed, "message": self.message, "applies": self.applies}
+        return found if self.output is None else {**found, "output": self.output}
+
+
+def files_present(workspace: Path) -> dict[str, int]:
+    """Size of every regular file under /app/results, keyed ``results/<path>`` (links and the like do not count)."""
+    return {
+        f"results/{entry.path}": entry.size for entry in hostile.walk(workspace, "results") if entry.refused is None
+    }
+
+
+def matches(pattern: str, present: dict[str, int], workspace: Path) -> list[tuple[str, int]]:
+    if any(c in pattern for c in "*?["):
+        return [(path, size) for path, size in present.items() if fnmatch.fnmatchcase(path, pattern)]
+    if pattern in present:
+        return [(pattern, present[pattern])]
+    if not pattern.startswith("results/"):  # elsewhere under /app: looked at on its own
+        try:
+            return [(pattern, len(hostile.read(workspace, pattern, 1)) or 0)]
+        except hostile.Unreadable:
+            return []
+    return []
+
+
+def check_required(terms: Terms, present: dict[str, int], workspace: Path) -> Check:
+    if not terms.required:
+        why = "the runbook names no required output files" + (
+            "" if terms.has_outputs_section else " (it has no REQUIRED OUTPUT FILES section)"
+        )
+        return Check("required_files", True, f"not applicable: {why}", applies=False)
+    missing, empty = [], []
+    for pattern in terms.required:
+        found = matches(pattern, present, workspace)
+        if not found:
+            missing.append(f"/app/{pattern}")
+        elif not any(size > 0 for _, size in found):
+            empty.append(f"/app/{pattern}")
+    problems = [f"{p} is missing" for p in missing] + [f"{p} is empty" for p in empty]
+    if problems:
+        return Check("required_files", False, "; ".join(problems[:10]) + (" …" if len(problems) > 10 else ""))
+    return Check("required_files", True, f"all {len(terms.required)} required files exist and are not empty")
+
+
+def check_report(terms: Terms, present: dict[str, int], report: Any, workspace: Path) -> Check:
+    listed = any(p.endswith(REPORT_NAME) for p in terms.required)
+    if f"results/{REPORT_NAME}" not in present:
+        if listed:
+            return Check("validation_report", False, f"/app/results/{REPORT_NAME} is missing")
+        return Check("validation_report", True, "not applicable: the runbook asks for no validation report", False)
+    problems = report_problems(report, terms.evaluation)
+    if not problems:
+        for name in output_files(report):
+            path = workspace_path(name)
+            if path is None or not matches(path, present, workspace):
+                problems.append(f"its output file {name!r} does not exist")
+    if not problems and report.get("overall_passed") is not True:
+        problems.append("it says overall_passed is false")
+    if problems:
+        return Check("validation_report", False, f"{REPORT_NAME}: " + "; ".join(problems[:5]))
+    return Check("validation_report", True, f"{REPORT_NAME} has the documented shape and says it passed")
+
+
+def report_problems(report: Any, evaluation: str | None) -> list[str]:
+    """What is wrong with the report's shape (empty when nothing is)."""
+    if not isinstance(report, dict):
+        return ["it could not be read"]
+    if "error" in report and len(report) == 1:
+        return [str(report["error"]).removeprefix(f"{REPORT_NAME} ")]
+    problems = []
+    if "version" not in report:
+        problems.append("no `version`")
+    stages = report.get("stages")
+    if not isinstance(stages, list) or not stages:
+        problems.append("`stages` is not a non-empty list")
+    elif not all(
+        isinstance(s, dict)
+        and isinstance(s.get("name"), str)
+        and isinstance(s.get("passed"), bool)
+        and isinstance(s.get("message"), str)
+        for s in stages
+    ):
+        problems.append("each stage needs `name` (text), `passed` (true/false) and `message` (text)")
+    if not isinstance(report.get("overall_passed"), bool):
+        problems.append("`overall_passed` is not true or false")
+    if evaluation == "programmatic" and not isinstance(report.get("results"), dict):
+        problems.append("no `results` object (a programmatic runbook's PASS/PARTIAL/FAIL counts)")
+    if evaluation == "rubric":
+        if not isinstance(report.get("rubric_scores"), dict):
+            problems.append("no `rubric_scores` object (a rubric runbook's scores)")
+        score = report.get("overall_score")
+        if not isinstance(score, int | float) or isinstance(score, bool):
+            problems.append("no numeric `overall_score`")
+    return problems
+
+
+def output_files(report: dict[str, Any]) -> list[str]:
+    files = report.get("output_files")
+    names = []
+    for entry in files if isinstance(files, list) else []:
+        if isinstance(entry, dict):
+            entry = entry.get("path") or entry.get("file") or entry.get("name")
+        if isinstance(entry, str) and entry.strip():
+            names.append(entry.strip())
+    return names[:MAX_FILES]
+
+
+def check_script(terms: Terms, sandbox: Sandbox, env: dict[str, str], mask: Callable[[str], str]) -> Check:
+    if terms.script is None:
+        why = "the runbook has no Final Checklist"
+        if terms.has_checklist:
+            why = "the Final Checklist has no ```bash block"
+        return Check("verification_script", True, f"not applicable: {why}", applies=False)
+    timeout = settings.JETTY_CONTRACT_TIMEOUT_S
+    execution = sandbox.start_script(terms.script, env, timeout_s=timeout)
+    kept: list[str] = []
+    size, failing = 0, []
+    for line in execution.lines():
+        if FAIL_LINE.match(line):
+            failing.append(mask(line.strip())[:300])
+        if size < MAX_OUTPUT_CHARS:
+            kept.append(line)
+            size += len(line) + 1
+    outcome = execution.wait()
+    output = sanitise(mask("\n".join(kept)))[:MAX_OUTPUT_CHARS]
+    if outcome.timed_out:
+        message = f"the verification script did not finish within {timeout} s (JETTY_CONTRACT_TIMEOUT_S)"
+    elif outcome.user_error:
+        message = f"the verification script was stopped: {outcome.user_error}"
+    elif failing:
+        message = f"the verification script printed {len(failing)} FAIL line(s): " + " | ".join(failing[:3])
+    elif outcome.exit_code != 0:
+        message = f"the verification script exited with code {outcome.exit_code}"
+    else:
+        return Check("verification_script", True, "the verification script passed", output=output)
+    return Check("verification_script", False, sanitise(message[:2000]), output=output)
+
+
+def check_contract(
+    runbook: str,
+    workspace: Path,
+    report: Any,
+    sandbox: Sandbox,
+    env: dict[str, str],
+    mode: str,
+    mask: Callable[[str], str],
+) -> dict[str, Any]:
+    """The run's contract verdict; ``report`` is the validation report as collected (None if there was none)."""
+    terms = terms_of(runbook)
+    present = files_present(workspace)
+    checks = [check_required(terms, present, workspace), check_report(terms, present, report, workspace)]
+    checks.append(check_script(terms, sandbox, env, mask))
+    return {"passed": all(c.passed for c in checks), "mode": mode, "checks": [c.as_dict() for c in checks]}
+
+
+def record_contract(run: Run, contract: dict[str, Any]) -> None:
+    """The verdict on the run's record, as a ``contract.check`` event, and as the system's labels."""
+    Run.objects.filter(pk=run.pk).update(contract=contract)
+    append_events(run.pk, [EventRecord(kind="contract.check", ts=time.time(), payload=contract)])
+    record_label(run, "contract.passed", contract["passed"], source=LabelSource.SYSTEM, author="system")
+    for check in contract["checks"]:
+        if check["applies"]:
+            record_label(run, f"contract.{check['name']}", check["passed"], source=LabelSource.SYSTEM, author="system")
+
+
+def failure_message(contract: dict[str, Any]) -> str:
+    """What a failed contract says as the run's error: its first failing checks."""
+    failing = [f"{c['name']}: {c['message']}" for c in contract["checks"] if not c["passed"]]
+    return "the run did not meet its runbook's contract: " + "; ".join(failing[:2])
+
+
+def parse_mode(value: Any) -> str | None:
+    """A ``jetty.contract`` value as a mode, or None when it is not one."""
+    if value is None:
+        return ENFORCE
+    if isinstance(value, str) and value in MODES:
+        return value
+    return None
