@@ -1,0 +1,342 @@
+"""Runbooks as contracts: the platform checks what the agent claims, whichever agent did the work.
+
+Each of the four agents, in both sandbox backends, against the scripted model (which does a runbook's bash blocks
+in order, the Final Checklist's included): a run that skips a required file, a run whose report lies, a run whose
+checklist fails, and an honest run. Then the parts on their own: reading a runbook's terms, the report's shape,
+and the verification script in a real sandbox (its user, no network, its time limit).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from runs import contract
+from runs.sandboxes import SandboxSpec, create_sandbox
+from runs.secrets import Masker
+from trajectories.models import Run
+
+from .test_agent_runs import final_run, start_async
+
+AGENTS = ("jetty-agent", "claude-code", "codex", "gemini-cli")
+
+REPORT = (
+    '{"version": "1.0.0", "overall_passed": true, "output_files": ["/app/results/out.txt"], '
+    '"stages": [{"name": "write", "passed": true, "message": "wrote out.txt"}], '
+    '"results": {"pass": 1, "partial": 0, "fail": 0}}'
+)
+
+
+def runbook(*, outputs: str, steps: str, checklist: str) -> str:
+    return f"""---
+version: 1.0.0
+evaluation: programmatic
+---
+# Objective
+Write a greeting and prove it.
+
+## REQUIRED OUTPUT FILES
+| File | Description |
+|------|-------------|
+{outputs}
+| `{{{{results_dir}}}}/summary.md` | what was done |
+| `{{{{results_dir}}}}/validation_report.json` | the report |
+
+## Step 1: work
+```bash
+{steps}
+```
+
+## Final Checklist (MANDATORY)
+
+### Verification Script
+```bash
+{checklist}
+```
+"""
+
+
+OUT = "| `{{results_dir}}/out.txt` | the greeting |"
+WRITE = f"mkdir -p /app/results && echo hello > /app/results/out.txt && echo '{REPORT}' > /app/results/validation_report.json"
+VERIFY = """for f in /app/results/out.txt /app/results/validation_report.json; do
+  if [ -s "$f" ]; then echo "PASS: $f"; else echo "FAIL: $f is missing or empty"; fi
+done"""
+
+SCENARIOS = {
+    "honest": runbook(outputs=OUT, steps=WRITE, checklist=VERIFY),
+    # The runbook asks for chart.png; the agent never writes it, and the checklist's own FAIL line is ignored.
+    "skips_a_file": runbook(
+        outputs=OUT + "\n| `{{results_dir}}/chart.png` | the chart |",
+        steps=WRITE,
+        checklist=VERIFY + '\n[ -s /app/results/chart.png ] && echo "PASS: chart" || echo "FAIL: chart.png is missing"',
+    ),
+    # The report claims success and names an output file that does not exist.
+    "report_lies": runbook(
+        outputs=OUT,
+        steps=WRITE.replace('"/app/results/out.txt"]', '"/app/results/out.txt", "/app/results/ghost.csv"]'),
+        checklist=VERIFY,
+    ),
+    # Every file is there, but the content is wrong: the checklist's script exits non-zero.
+    "checklist_fails": runbook(outputs=OUT, steps=WRITE, checklist=VERIFY + "\ngrep -q goodbye /app/results/out.txt"),
+}
+
+
+@pytest.mark.parametrize("agent", AGENTS)
+def test_the_platform_not_the_agent_decides_whether_the_runbook_was_done(agent, alice_client, each_backend_worker):
+    network = "off" if each_backend_worker.backend == "bubblewrap" else "on"
+    started = {
+        name: start_async(alice_client, text, agent=agent, network=network, template_variables={})
+        for name, text in SCENARIOS.items()
+    }
+    runs = {name: final_run(run_id, timeout=240) for name, run_id in started.items()}
+    failing = {name: {c["name"] for c in run.contract["checks"] if not c["passed"]} for name, run in runs.items()}
+
+    honest = runs["honest"]
+    assert honest.status == "succeeded", (honest.error, honest.contract)
+    assert honest.contract["passed"] is True and honest.contract["mode"] == "enforce"
+    assert [c["name"] for c in honest.contract["checks"] if c["applies"]] == [
+        "required_files",
+        "validation_report",
+        "verification_script",
+    ]
+    assert "PASS: /app/results/out.txt" in honest.contract["checks"][2]["output"]
+
+    for name in ("skips_a_file", "report_lies", "checklist_fails"):
+        run = runs[name]
+        assert run.status == "failed" and run.error_kind == "user" and run.error_code == "contract_failed", name
+        assert run.contract["passed"] is False
+    assert failing == {
+        "honest": set(),
+        "skips_a_file": {"required_files", "verification_script"},
+        "report_lies": {"validation_report"},
+        "checklist_fails": {"verification_script"},
+    }
+    assert "/app/results/chart.png is missing" in runs["skips_a_file"].error
+    assert "ghost.csv" in runs["report_lies"].error
+    assert "exited with code 1" in runs["checklist_fails"].error
+
+    for run in runs.values():
+        event = run.events.get(kind="contract.check")
+        assert event.payload == run.contract
+        assert event.seq < run.events.get(kind="run.state", payload__status=run.status).seq
+        labels = {label.key: label.value for label in run.labels.filter(source="system", key__startswith="contract.")}
+        assert labels["contract.passed"] is run.contract["passed"]
+        assert {k: v for k, v in labels.items() if k != "contract.passed"} == {
+            f"contract.{c['name']}": c["passed"] for c in run.contract["checks"] if c["applies"]
+        }
+
+
+def test_report_mode_keeps_the_status_about_execution_and_still_reports(alice_client, jetty, worker):
+    raw = alice_client.chat.completions.with_raw_response.create(
+        model="scripted/default",
+        messages=[{"role": "system", "content": SCENARIOS["skips_a_file"]}, {"role": "user", "content": "go"}],
+        extra_body={"jetty": {"runbook": True, "agent": "jetty-agent", "contract": "report"}},
+        timeout=120,
+    )
+    summary = json.loads(raw.http_response.text)["jetty"]
+    assert summary["status"] == "succeeded" and summary["error_code"] is None
+    assert summary["contract"]["passed"] is False and summary["contract"]["mode"] == "report"
+    run = Run.objects.get(public_id=summary["run_id"])
+    assert run.labels.get(key="contract.passed").value is False
+
+
+def test_a_bad_contract_mode_is_a_400_and_starts_nothing(alice_client, jetty):
+    import openai
+
+    with pytest.raises(openai.BadRequestError) as caught:
+        alice_client.chat.completions.create(
+            model="scripted/default",
+            messages=[{"role": "system", "content": SCENARIOS["honest"]}, {"role": "user", "content": "go"}],
+            extra_body={"jetty": {"runbook": True, "contract": "trust-the-agent"}},
+        )
+    assert caught.value.body["param"] == "jetty.contract"
+    assert not Run.objects.exists()
+
+
+def test_the_contract_reaches_the_stream_summary_and_the_run_record(alice, alice_client, jetty, worker):
+    stream = alice_client.chat.completions.create(
+        model="scripted/default",
+        messages=[{"role": "system", "content": SCENARIOS["report_lies"]}, {"role": "user", "content": "go"}],
+        extra_body={"jetty": {"runbook": True, "agent": "jetty-agent"}},
+        stream=True,
+        timeout=120,
+    )
+    chunks = [chunk.model_extra["jetty"] for chunk in stream]
+    kinds = [c.get("event") for c in chunks]
+    assert "contract.check" in kinds
+    summary = chunks[-1]
+    assert summary["event"] == "summary" and summary["status"] == "failed"
+    assert summary["contract"]["passed"] is False and summary["error_code"] == "contract_failed"
+
+    import urllib.request
+
+    request = urllib.request.Request(
+        f"{jetty.url}/api/v1/runs/{summary['run_id']}", headers={"Authorization": f"Bearer {alice.token}"}
+    )
+    record = json.loads(urllib.request.urlopen(request, timeout=10).read())
+    assert record["contract"] == summary["contract"] and record["error_code"] == "contract_failed"
+
+
+# The parts on their own.
+
+
+def test_a_runbooks_terms_are_read_as_hosted_runbooks_write_them():
+    text = """---
+version: 1.0.0
+evaluation: rubric
+primary_outputs: [report.md, "{{results_dir}}/charts/*.png"]
+---
+# Objective
+x
+
+## REQUIRED OUTPUT FILES (MANDATORY)
+| File | Description |
+|------|-------------|
+| `{{results_dir}}/filled_<basename>.xlsx` | the workbook |
+| `/app/results/summary.md` | summary |
+| `notes.md` | (optional) notes |
+| `{{results_dir}}/` | the folder |
+- `validation_report.json` — the report
+- `data/out.csv`: the data
+
+## Final Checklist (MANDATORY — do not skip)
+Check it all.
+
+### Verification Script
+```bash
+echo one
+```
+
+```python
+print("not shell")
+```
+
+### Checklist
+- [ ] done
+```sh
+echo two
+```
+
+## Tips
+```bash
+echo not part of the checklist
+```
+"""
+    terms = contract.terms_of(text)
+    assert terms.required == [
+        "results/filled_*.xlsx",
+        "results/summary.md",
+        "results/validation_report.json",
+        "results/data/out.csv",
+        "results/report.md",
+        "results/charts/*.png",
+    ]
+    assert terms.evaluation == "rubric"
+    assert terms.script == "echo one\n\necho two"
+
+
+def test_a_runbook_without_terms_gets_the_checks_that_apply_and_says_so(tmp_path):
+    terms = contract.terms_of("---\nversion: 1.0.0\n---\n# Objective\nDo it.\n")
+    assert terms.required == [] and terms.script is None
+    check = contract.check_required(terms, {}, tmp_path)
+    assert check.passed and not check.applies and "no REQUIRED OUTPUT FILES section" in check.message
+    check = contract.check_report(terms, {}, None, tmp_path)
+    assert check.passed and not check.applies and "no validation report" in check.message
+
+
+@pytest.mark.parametrize(
+    ("report", "evaluation", "problem"),
+    [
+        ({"overall_passed": True, "stages": []}, None, "no `version`"),
+        (
+            {"version": "1", "overall_passed": True, "stages": [{"name": "a", "passed": "yes", "message": ""}]},
+            None,
+            "each stage needs",
+        ),  # fmt: skip
+        (
+            {"version": "1", "overall_passed": "true", "stages": [{"name": "a", "passed": True, "message": ""}]},
+            None,
+            "`overall_passed` is not true or false",
+        ),  # fmt: skip
+        (
+            {"version": "1", "overall_passed": True, "stages": [{"name": "a", "passed": True, "message": ""}]},
+            "programmatic",
+            "no `results` object",
+        ),  # fmt: skip
+        (
+            {
+                "version": "1",
+                "overall_passed": True,
+                "stages": [{"name": "a", "passed": True, "message": ""}],
+                "rubric_scores": {"x": 4},
+                "overall_score": "4",
+            },
+            "rubric",
+            "no numeric `overall_score`",
+        ),  # fmt: skip
+        ({"error": "validation_report.json is not valid JSON: Expecting value"}, None, "is not valid JSON"),
+        (["not", "an", "object"], None, "could not be read"),
+    ],
+)
+def test_a_report_without_the_documented_shape_fails(report, evaluation, problem):
+    assert any(problem in p for p in contract.report_problems(report, evaluation)), contract.report_problems(
+        report, evaluation
+    )
+
+
+def test_a_report_with_the_documented_shape_passes():
+    report = {
+        "version": "1.0.0",
+        "stages": [{"name": "a", "passed": True, "message": "ok"}],
+        "overall_passed": True,
+        "rubric_scores": {"clarity": 4},
+        "overall_score": 4.0,
+    }
+    assert contract.report_problems(report, "rubric") == []
+
+
+@pytest.fixture
+def sandbox(settings):
+    settings.JETTY_CONTRACT_TIMEOUT_S = 3
+    box = create_sandbox(SandboxSpec(name=f"contract-{os.getpid()}", network=False), backend="bubblewrap")
+    yield box
+    box.destroy()
+
+
+def script_check(sandbox, script: str, env: dict[str, str] | None = None, secret: str = "") -> contract.Check:
+    terms = contract.Terms(script=script, has_checklist=True)
+    return contract.check_script(terms, sandbox, env or {}, Masker({"TOKEN": secret} if secret else {}))
+
+
+def test_the_verification_script_runs_as_the_sandbox_user_without_network(sandbox):
+    check = script_check(
+        sandbox,
+        "id -u; cat /proc/net/dev | grep -c ':' ; (exec 3<>/dev/tcp/1.1.1.1/80) 2>/dev/null && echo FAIL: reached out\n"
+        "test -w /app && echo writable",
+    )
+    lines = check.output.splitlines()
+    assert check.passed, check
+    assert lines[0] == str(sandbox.uid) and lines[0] != "0"
+    assert lines[1] == "1"  # only the loopback interface
+    assert lines[2] == "writable"
+
+
+def test_fail_lines_exit_codes_and_endless_scripts_fail_the_check(sandbox):
+    failed = script_check(sandbox, 'echo "PASS: a"; echo "❌ FAIL: b is wrong"; echo "  FAILED c"; echo FAILOVER ok')
+    assert not failed.passed and "2 FAIL line(s): ❌ FAIL: b is wrong | FAILED c" in failed.message
+    exited = script_check(sandbox, "echo all good; exit 7")
+    assert not exited.passed and exited.message == "the verification script exited with code 7"
+    endless = script_check(sandbox, "while true; do :; done")
+    assert not endless.passed and "did not finish within 3 s" in endless.message
+    loud = script_check(sandbox, "yes 'PASS: spam' | head -c 5000000")
+    assert loud.passed and len(loud.output) <= contract.MAX_OUTPUT_CHARS
+
+
+def test_the_scripts_output_keeps_no_secret(sandbox):
+    check = script_check(
+        sandbox, 'echo "token is $TOKEN"; echo "FAIL: $TOKEN"', {"TOKEN": "s3cr3t-value-1234"}, "s3cr3t-value-1234"
+    )
+    assert "s3cr3t-value-1234" not in check.output + check.message
+    assert not check.passed
