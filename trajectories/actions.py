@@ -77,6 +77,8 @@ class RunRecord:
     finished_at: float | None = None
     token_prefix: str = ""
     metadata: dict[str, Any] = field(default_factory=dict)
+    error_code: str = ""
+    contract: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -120,6 +122,8 @@ def _run_row(r: RunRecord) -> Run:
         snapshot=r.snapshot,
         error_kind=r.error_kind,
         error=storable(r.error),
+        error_code=r.error_code,
+        contract=storable(r.contract),
         prompt_tokens=r.prompt_tokens,
         completion_tokens=r.completion_tokens,
         total_tokens=r.total_tokens,

@@ -135,6 +135,8 @@ def run_to_atif(run: Run) -> dict[str, Any]:
             doc[key] = value
     if dropped or not from_atif:
         jetty = {"run": run.public_id, "status": run.status, "not_in_atif": dropped}
+        if run.contract is not None:
+            jetty["contract"] = run.contract
         doc["extra"] = {**(doc.get("extra") or {}), "jetty": jetty}
     doc["steps"] = steps
     return doc

@@ -163,6 +163,8 @@ def _root(run: Run) -> tuple[str, SpanKind, dict[str, Any]]:
         "jetty.run.status": run.status,
         "jetty.run.collection": run.collection.name if run.collection_id and run.collection else None,
         "jetty.cost_usd": float(run.cost_usd),
+        "jetty.run.error_code": run.error_code or None,
+        "jetty.contract.passed": None if run.contract is None else bool(run.contract.get("passed")),
     }
     if run.kind == RunKind.AGENT:
         name = f"invoke_agent {run.agent}" if run.agent else "invoke_agent"
@@ -284,7 +286,7 @@ def run_to_otel_spans(run: Run, *, include_content: bool = False) -> list[Readab
             call.span.end(end_time=ts)
         else:
             event_attributes: dict[str, Any] = {"jetty.event.seq": event.seq, "jetty.event.span": event.span}
-            if include_content or event.kind in ("run.state", "error", "file.change"):
+            if include_content or event.kind in ("run.state", "error", "file.change", "contract.check"):
                 event_attributes["jetty.event.payload"] = payload
             parent_of(event).add_event(event.kind, attributes=_clean(event_attributes), timestamp=ts)
 

@@ -32,6 +32,7 @@ HEADER_STRINGS = {
     "snapshot": 100,
     "error_kind": 10,
     "error": 10_000,
+    "error_code": 40,
 }
 HEADER_DERIVED = {
     "id",
@@ -57,6 +58,7 @@ HEADER_KNOWN = {
     "started_at",
     "finished_at",
     "metadata",
+    "contract",
 }
 EVENT_STRINGS = {"span": 100, "model": 200, "provider": 50}
 EVENT_KNOWN = {
@@ -125,6 +127,11 @@ def parse_trajectory(doc: Any) -> tuple[ImportedRun, Report]:
         raise BadImport("`run.task` must be a non-empty string", param="run.task")
     if strings["error_kind"] not in ("", "user", "upstream", "platform"):
         raise BadImport("`run.error_kind` must be user, upstream or platform", param="run.error_kind")
+    contract = header.get("contract")
+    if contract is not None and not (
+        isinstance(contract, dict) and isinstance(contract.get("passed"), bool) and isinstance(contract.get("checks"), list)
+    ):
+        raise BadImport("`run.contract` must be null or an object with `passed` and `checks`", param="run.contract")
     if "created" not in header:
         raise BadImport("`run.created` is required", param="run.created")
     created = timestamp(header["created"], "run.created")
@@ -144,6 +151,7 @@ def parse_trajectory(doc: Any) -> tuple[ImportedRun, Report]:
         completion_tokens=count_field(header, "completion_tokens", "run") or 0,
         total_tokens=count_field(header, "total_tokens", "run") or 0,
         cost_usd=amount_field(header, "cost_usd", "run") or 0.0,
+        contract=contract,
         **strings,
     )
     seqs: list[int] = []
