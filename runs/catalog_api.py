@@ -339,7 +339,8 @@ def _start(request: Request, name: str, task: str) -> Run:
         raise invalid("`secret_params` values must be strings", "secret_params")
     data: Any = request.data if hasattr(request.data, "get") else {}
     overrides: dict[str, Any] = {}
-    for field in ("model", "agent", "snapshot", "webhook_url", "webhook_secret", "idempotency_key", "network"):
+    fields = ("model", "agent", "snapshot", "webhook_url", "webhook_secret", "idempotency_key", "network", "contract")
+    for field in fields:
         value = data.get(field)
         if value not in (None, ""):
             if not isinstance(value, str):

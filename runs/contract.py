@@ -320,10 +320,10 @@ def failure_message(contract: dict[str, Any]) -> str:
     return "the run did not meet its runbook's contract: " + "; ".join(failing[:2])
 
 
-def parse_mode(value: Any) -> str | None:
-    """A ``jetty.contract`` value as a mode, or None when it is not one."""
+def parse_mode(value: Any, runbook: str = "") -> str | None:
+    """The run's mode: the caller's ``contract`` value, else the runbook's frontmatter ``contract``, else enforce;
+    None when the value given is not a mode."""
     if value is None:
-        return ENFORCE
-    if isinstance(value, str) and value in MODES:
-        return value
-    return None
+        meta = parse(runbook)[0].frontmatter or {} if runbook else {}
+        value = meta.get("contract", ENFORCE)
+    return value if isinstance(value, str) and value in MODES else None

@@ -156,6 +156,9 @@ def validate(text: str) -> Report:
         add(Finding("error", "evaluation_unknown", message, key_line(text, "evaluation")))
     if not meta.get("primary_outputs"):
         add(Finding("warning", "primary_outputs_missing", "The frontmatter names no `primary_outputs`", 1))
+    if meta.get("contract", "enforce") not in ("enforce", "report"):
+        message = f"`contract` must be `enforce` (the default) or `report`, not {meta.get('contract')!r}"
+        add(Finding("error", "contract_invalid", message, key_line(text, "contract")))
     limits = meta.get("limits")
     if limits is not None and not (
         isinstance(limits, dict)

@@ -17,6 +17,7 @@ from trajectories.actions import move_run
 from trajectories.models import Run, RunKind, RunStatus
 
 from .actions import AgentRequest, start_agent_run
+from .contract import parse_mode
 from .limits import runbook_limits
 from .models import Job, Task, TaskKind, TaskVersion, Workflow
 from .runbooks import parse as parse_runbook
@@ -188,6 +189,9 @@ def runbook_request(
     chosen = agent_for(agent, model)
     assert chosen is not None
     runbook = render_runbook(fill_secret_placeholders(text, declared_secrets(text)), init_params, "init_params")
+    contract_mode = parse_mode(overrides.get("contract"), text)
+    if contract_mode is None:
+        raise ApiError(400, "`contract` must be `enforce` (the default) or `report`", param="contract")
     return AgentRequest(
         model=model,
         runbook=runbook,
@@ -208,6 +212,7 @@ def runbook_request(
         secrets=sandbox_secrets(text, secrets),
         parent_id=overrides.get("parent_id"),
         task_version=version,
+        contract_mode=contract_mode,
     )
 
 

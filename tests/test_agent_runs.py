@@ -36,7 +36,8 @@ wc -w < /app/results/greeting.txt > /app/results/count.txt && cat /app/results/c
 
 ## Step 3: validation report
 ```bash
-echo '{"version": "1.0.0", "overall_passed": true, "stages": [{"name": "count", "passed": true, "message": "ok"}], "results": {"pass": 1, "partial": 0, "fail": 0}}' \
+echo '{"version": "1.0.0", "overall_passed": true, "results": {"pass": 1, "partial": 0, "fail": 0},' \
+  '"stages": [{"name": "count", "passed": true, "message": "ok"}]}' \
   > /app/results/validation_report.json
 ```
 """

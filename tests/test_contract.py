@@ -59,7 +59,9 @@ Write a greeting and prove it.
 
 
 OUT = "| `{{results_dir}}/out.txt` | the greeting |"
-WRITE = f"mkdir -p /app/results && echo hello > /app/results/out.txt && echo '{REPORT}' > /app/results/validation_report.json"
+WRITE = "mkdir -p /app/results && echo hello > /app/results/out.txt && " + (
+    f"echo '{REPORT}' > /app/results/validation_report.json"
+)
 VERIFY = """for f in /app/results/out.txt /app/results/validation_report.json; do
   if [ -s "$f" ]; then echo "PASS: $f"; else echo "FAIL: $f is missing or empty"; fi
 done"""
@@ -254,17 +256,17 @@ def test_a_runbook_without_terms_gets_the_checks_that_apply_and_says_so(tmp_path
             {"version": "1", "overall_passed": True, "stages": [{"name": "a", "passed": "yes", "message": ""}]},
             None,
             "each stage needs",
-        ),  # fmt: skip
+        ),
         (
             {"version": "1", "overall_passed": "true", "stages": [{"name": "a", "passed": True, "message": ""}]},
             None,
             "`overall_passed` is not true or false",
-        ),  # fmt: skip
+        ),
         (
             {"version": "1", "overall_passed": True, "stages": [{"name": "a", "passed": True, "message": ""}]},
             "programmatic",
             "no `results` object",
-        ),  # fmt: skip
+        ),
         (
             {
                 "version": "1",
@@ -275,7 +277,7 @@ def test_a_runbook_without_terms_gets_the_checks_that_apply_and_says_so(tmp_path
             },
             "rubric",
             "no numeric `overall_score`",
-        ),  # fmt: skip
+        ),
         ({"error": "validation_report.json is not valid JSON: Expecting value"}, None, "is not valid JSON"),
         (["not", "an", "object"], None, "could not be read"),
     ],
@@ -340,3 +342,33 @@ def test_the_scripts_output_keeps_no_secret(sandbox):
     )
     assert "s3cr3t-value-1234" not in check.output + check.message
     assert not check.passed
+
+
+def broken_stored_runbook() -> str:
+    """The stored-task runbook of the factories, asking for a chart it never draws (and needing no secret)."""
+    from .factories import STORED_RUNBOOK
+
+    text = STORED_RUNBOOK.replace(
+        "secrets:\n  API_TOKEN: {env: SERVICE_TOKEN, description: the service token, required: true}\n", ""
+    )
+    text = text.replace('echo "region $REGION token {{secrets.API_TOKEN}}" && test -n "$SERVICE_TOKEN"', "true")
+    return text.replace("- `/app/results/summary.md`", "- `/app/results/summary.md`\n- `/app/results/chart.png`")
+
+
+def test_stored_task_runs_follow_the_same_rule(alice_api, worker):
+    from .test_workflows import push
+
+    assert push(alice_api, "contracts", "chart", runbook=broken_stored_runbook()).status_code == 201
+    enforced = alice_api.post("/api/v1/run-sync/contracts/chart", {"init_params": {"name": "ada"}}, format="json")
+    body = enforced.json()
+    assert body["status"] == "failed" and body["error_code"] == "contract_failed", body
+    assert "/app/results/chart.png is missing" in body["error"] and body["contract"]["passed"] is False
+    reported = alice_api.post(
+        "/api/v1/run-sync/contracts/chart", {"init_params": {"name": "ada"}, "contract": "report"}, format="json"
+    )
+    body = reported.json()
+    assert body["status"] == "succeeded" and body["contract"]["passed"] is False, body
+    refused = alice_api.post(
+        "/api/v1/run/contracts/chart", {"init_params": {"name": "ada"}, "contract": "sometimes"}, format="json"
+    )
+    assert refused.status_code == 400 and refused.json()["error"]["param"] == "contract"

@@ -97,7 +97,8 @@ Write summary.md.
 
 ## Validation report
 ```bash
-echo '{"version": "1.0.0", "overall_passed": true, "stages": [{"name": "count", "passed": true, "message": "ok"}], "results": {"pass": 1, "partial": 0, "fail": 0}}' \\
+echo '{"version": "1.0.0", "overall_passed": true, "results": {"pass": 1, "partial": 0, "fail": 0},' \\
+  '"stages": [{"name": "count", "passed": true, "message": "ok"}]}' \\
   > /app/results/validation_report.json
 ```
 

@@ -57,7 +57,8 @@ sleep 1 && echo "hello {{name}}" > /app/results/greeting.txt && cat /app/results
 ## Step 4: report
 ```bash
 printf '# Greeting\\n\\nGreeted **{{name}}**.\\n' > /app/results/summary.md && \
-echo '{"version": "1.0.0", "overall_passed": true, "stages": [{"name": "greet", "passed": true, "message": "ok"}], "results": {"pass": 1, "partial": 0, "fail": 0}}' \
+echo '{"version": "1.0.0", "overall_passed": true, "results": {"pass": 1, "partial": 0, "fail": 0},' \
+  '"stages": [{"name": "greet", "passed": true, "message": "ok"}]}' \
   > /app/results/validation_report.json
 ```
 

@@ -96,7 +96,7 @@ def parse(request: ChatRequest, caller: Caller) -> AgentRequest:
                 "`jetty.webhook_secret` is required with `jetty.webhook_url` (it signs each delivery)",
                 "jetty.webhook_secret",
             )
-    contract_mode = contract.parse_mode(jetty.get("contract"))
+    contract_mode = contract.parse_mode(jetty.get("contract"), runbook)
     if contract_mode is None:
         raise _bad("`jetty.contract` must be `enforce` (the default) or `report`", "jetty.contract")
     key = jetty.get("idempotency_key") or ""

@@ -129,7 +129,9 @@ def parse_trajectory(doc: Any) -> tuple[ImportedRun, Report]:
         raise BadImport("`run.error_kind` must be user, upstream or platform", param="run.error_kind")
     contract = header.get("contract")
     if contract is not None and not (
-        isinstance(contract, dict) and isinstance(contract.get("passed"), bool) and isinstance(contract.get("checks"), list)
+        isinstance(contract, dict)
+        and isinstance(contract.get("passed"), bool)
+        and isinstance(contract.get("checks"), list)
     ):
         raise BadImport("`run.contract` must be null or an object with `passed` and `checks`", param="run.contract")
     if "created" not in header:
