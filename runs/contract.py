@@ -13,7 +13,7 @@ Files are looked at from the host through ``hostile`` (the same tree the sandbox
 in the sandbox answer for itself); the script runs inside, because it is the runbook's own code. A check that
 does not apply (no such section, no such file named) is listed as not applying, and passes.
 
-The verdict is ``{"passed", "mode", "checks": [{"name", "passed", "message", "applies", "output"?}]}``. Under
+The verdict is ``{"passed", "mode", "checks": [{"name", "passed", "message", "applies", "output"?}], "duration_ms"}``. Under
 ``enforce`` (the default) a run whose contract failed ends ``failed`` with code ``contract_failed``; ``report``
 only reports it.
 """
@@ -297,11 +297,17 @@ def check_contract(
     mask: Callable[[str], str],
 ) -> dict[str, Any]:
     """The run's contract verdict; ``report`` is the validation report as collected (None if there was none)."""
+    started = time.monotonic()
     terms = terms_of(runbook)
     present = files_present(workspace)
     checks = [check_required(terms, present, workspace), check_report(terms, present, report, workspace)]
     checks.append(check_script(terms, sandbox, env, mask))
-    return {"passed": all(c.passed for c in checks), "mode": mode, "checks": [c.as_dict() for c in checks]}
+    return {
+        "passed": all(c.passed for c in checks),
+        "mode": mode,
+        "checks": [c.as_dict() for c in checks],
+        "duration_ms": round((time.monotonic() - started) * 1000, 1),
+    }
 
 
 def record_contract(run: Run, contract: dict[str, Any]) -> None:
