@@ -13,9 +13,9 @@ Files are looked at from the host through ``hostile`` (the same tree the sandbox
 in the sandbox answer for itself); the script runs inside, because it is the runbook's own code. A check that
 does not apply (no such section, no such file named) is listed as not applying, and passes.
 
-The verdict is ``{"passed", "mode", "checks": [{"name", "passed", "message", "applies", "output"?}], "duration_ms"}``. Under
-``enforce`` (the default) a run whose contract failed ends ``failed`` with code ``contract_failed``; ``report``
-only reports it.
+The verdict is ``{"passed", "mode", "checks": [{"name", "passed", "message", "applies", "output"?}],
+"duration_ms"}``. Under ``enforce`` (the default) a run whose contract failed ends ``failed`` with code
+``contract_failed``; ``report`` only reports it.
 """
 
 from __future__ import annotations

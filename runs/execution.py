@@ -31,7 +31,7 @@ from trajectories.models import FINAL_STATUSES, Artifact, ErrorKind, LabelSource
 
 from .actions import end_run
 from .agents import Agent, Mission, agent_for, sanitise
-from .contract import ENFORCE, check_contract, failure_message, record_contract
+from .contract import ENFORCE, check_contract, failure_message, record_contract, terms_of
 from .contract import FAILED_CODE as CONTRACT_FAILED
 from .limits import limit_error, sandbox_limits
 from .models import Job, RunToken, Upload
@@ -196,11 +196,14 @@ def run_in_sandbox(run: Run, job: Job, agent: Agent, name: str, host_network: bo
             raise PlatformError(f"could not start the sandbox: {exc}") from exc
         heartbeat = Heartbeat(job.pk, execution.kill)
         heartbeat.start()
+        if terms_of(job.runbook).script is not None:
+            sandbox.prepare_script()  # the contract check will run the Final Checklist's script
         Timeline(run.pk, agent, sandbox.workspace, Masker(job.secrets)).follow(execution.lines())
         outcome = execution.wait()
         flush_pending_calls(run.pk)  # a call whose answer the agent never read to the end
         heartbeat.stopped.set()
         collect(run, job, sandbox.workspace, agent.final)
+        RunToken.revoke_all(run.pk)  # nothing after the agent may call the gateway as the run
         contract = check_contract_of(run, job, outcome, agent, sandbox)
     finally:
         if heartbeat is not None:

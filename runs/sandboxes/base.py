@@ -218,7 +218,11 @@ class Sandbox(ABC):
             gateway_socket=None,
             limits=replace(self.spec.limits, wall_s=timeout_s),
         )
-        return self.start(["/bin/bash", "-c", f"exec 2>&1\n{script}"], env)
+        return self.start(script_command(script), env)
+
+    def prepare_script(self) -> None:
+        """Get ready, while the agent works, for a script to run later (a backend that can, does)."""
+        return None
 
     def processes(self) -> int | None:
         """How many processes the sandbox's pids limit counts now (None when the backend cannot tell)."""
@@ -244,6 +248,13 @@ class Sandbox(ABC):
 
     def __exit__(self, *exc: object) -> None:
         self.destroy()
+
+
+def script_command(script: str) -> list[str]:
+    """A script as the sandbox runs it: stderr into stdout, and once it ends, whatever it left running is killed
+    (so the output ends with it), its exit code kept."""
+    wrapped = f"exec 2>&1\n(\n{script}\n)\ncode=$?\nkill -9 -1 2>/dev/null\nexit $code\n"
+    return ["/bin/bash", "-c", wrapped]
 
 
 class SandboxUnavailable(RuntimeError):

@@ -8,8 +8,12 @@ workspace is bind-mounted so results are collected from the host side.
 from __future__ import annotations
 
 import functools
+import logging
 import os
+import threading
+import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -18,12 +22,17 @@ from docker.errors import DockerException, ImageNotFound, NotFound
 from docker.types import Mount
 
 from . import cgroups
-from .base import GATEWAY_SOCKET, Execution, Outcome, Sandbox, SandboxSpec, SandboxUnavailable
+from .base import GATEWAY_SOCKET, Execution, Outcome, Sandbox, SandboxSpec, SandboxUnavailable, script_command
 from .bubblewrap import host_user
 from .cgroups import event_count, read_count
 from .network import SandboxNetwork, waiting_for_network
 
 LABEL = "jetty.sandbox"
+SANDBOX_PATH = "/usr/local/bin:/usr/bin:/bin"
+# The script container's first process: it waits, and reaps whatever a script's processes leave behind.
+HOLD = ["/bin/bash", "-c", "trap 'exit 0' TERM; while :; do sleep 86400 & wait $!; done"]
+
+logger = logging.getLogger(__name__)
 
 
 @functools.cache
@@ -56,12 +65,14 @@ class DockerSandbox(Sandbox):
         if ids:
             for path in (self.root, self.workspace, self.results, self.home):
                 os.chown(path, self.uid, self.gid)
-        self.container: Any = None
+        self.container: Any = None  # the one running now (its cgroup is what the limits are read from)
+        self.retired: list[Any] = []  # earlier containers of this sandbox
+        self.script_container: Any = None
+        self._preparing: threading.Thread | None = None
 
-    def start(self, argv: list[str], env: dict[str, str] | None = None) -> Execution:
-        if self.container is not None:  # a later process in the same sandbox (the contract check): same name
-            self.container.remove(force=True)
-            self.container = None
+    def _create(self, command: list[str], env: dict[str, str], *, name: str, for_script: bool = False) -> Any:
+        """A container of this sandbox, created, not started. A script's container has no network and no way to
+        the gateway."""
         limits = self.spec.limits
         mounts = [
             Mount("/app", str(self.workspace), type="bind"),
@@ -69,31 +80,22 @@ class DockerSandbox(Sandbox):
             Mount("/home/agent", str(self.home), type="bind"),
         ]
         mounts += [Mount(inside, host, type="bind", read_only=True) for host, inside in self.spec.extra_binds]
-        if self.spec.gateway_socket:
+        if self.spec.gateway_socket and not for_script:
             mounts.append(Mount(GATEWAY_SOCKET, self.spec.gateway_socket, type="bind"))
-        if self.isolated_network:
+        if self.isolated_network and not for_script:
             mounts.append(Mount("/etc/resolv.conf", str(self.resolv_conf), type="bind", read_only=True))
-            argv = waiting_for_network(argv)
-        environment = {
-            "HOME": "/home/agent",
-            "USER": "agent",
-            "LANG": "C.UTF-8",
-            "TERM": "dumb",
-            "PATH": "/usr/local/bin:/usr/bin:/bin",
-            **self.spec.env,
-            **(env or {}),
-        }
-        container = self.docker.containers.create(
+        host_network = self.in_host_network and not for_script
+        return self.docker.containers.create(
             self.image,
-            command=argv,
-            name=f"jetty-{self.spec.name}",
+            command=command,
+            name=name,
             labels={LABEL: self.spec.name},
             user=f"{self.uid}:{self.gid}",
             working_dir="/app",
-            environment=environment,
+            environment={**self.base_env, **self.spec.env, **env},
             mounts=mounts,
-            network_mode="host" if self.in_host_network else "none",  # network on: slirp4netns, once started
-            hostname=None if self.in_host_network else "sandbox",
+            network_mode="host" if host_network else "none",  # network on: slirp4netns, once started
+            hostname=None if host_network else "sandbox",
             mem_limit=limits.memory_mb * 1024 * 1024,
             memswap_limit=limits.memory_mb * 1024 * 1024,
             pids_limit=limits.pids,
@@ -105,6 +107,17 @@ class DockerSandbox(Sandbox):
             stdin_open=False,
             tty=False,
         )
+
+    base_env = {"HOME": "/home/agent", "USER": "agent", "LANG": "C.UTF-8", "TERM": "dumb", "PATH": SANDBOX_PATH}
+
+    def start(self, argv: list[str], env: dict[str, str] | None = None) -> Execution:
+        name = f"jetty-{self.spec.name}"
+        if self.container is not None:  # a later process in the same sandbox, without a prepared container
+            self._retire(self.container)
+            name = f"{name}-{len(self.retired)}"
+        if self.isolated_network:
+            argv = waiting_for_network(argv)
+        container = self._create(argv, env or {}, name=name)
         container.start()
         self.container = container
         network = None
@@ -116,6 +129,42 @@ class DockerSandbox(Sandbox):
                 container.remove(force=True)
                 raise
         return DockerExecution(self, container, network)
+
+    def prepare_script(self) -> None:
+        """Start the container a later script will run in, in the background while the agent works: a script
+        then costs one ``exec`` instead of a container's creation and start."""
+        if self.script_container is None and self._preparing is None:
+            self._preparing = threading.Thread(target=self._start_script_container, daemon=True)
+            self._preparing.start()
+
+    def _start_script_container(self) -> None:
+        try:
+            container = self._create(HOLD, {}, name=f"jetty-{self.spec.name}-script", for_script=True)
+            container.start()
+            self.script_container = container
+        except DockerException:
+            logger.exception("sandbox %s: could not prepare its script container", self.spec.name)
+
+    def start_script(self, script: str, env: dict[str, str], timeout_s: float) -> Execution:
+        if self._preparing is not None:
+            self._preparing.join()
+        holder = self.script_container
+        if holder is None:
+            return super().start_script(script, env, timeout_s)
+        self.spec = replace(self.spec, limits=replace(self.spec.limits, wall_s=timeout_s))
+        if self.container is not None:
+            self._retire(self.container)
+        self.container = holder  # its cgroup is the one the watchdog reads now
+        command = script_command(script)
+        exec_id = self.docker.api.exec_create(
+            holder.id, command, user=f"{self.uid}:{self.gid}", workdir="/app", environment={**self.spec.env, **env}
+        )
+        return DockerScriptExecution(self, holder, exec_id)
+
+    def _retire(self, container: Any) -> None:
+        """An earlier container of this sandbox, removed when the sandbox is."""
+        self.retired.append(container)
+        self.container = None
 
     def alive(self) -> bool:
         if self.container is None:
@@ -150,9 +199,11 @@ class DockerSandbox(Sandbox):
         return event_count(path, "max") if path else 0
 
     def destroy(self) -> None:
-        if self.container is not None:
+        if self._preparing is not None:
+            self._preparing.join()
+        for container in {id(c): c for c in (*self.retired, self.container, self.script_container) if c}.values():
             try:
-                self.container.remove(force=True)
+                container.remove(force=True)
             except NotFound:
                 pass
         super().destroy()
@@ -193,6 +244,45 @@ class DockerExecution(Execution):
         except (NotFound, DockerException):
             pass
         self.end_network()
+
+
+class DockerScriptExecution(Execution):
+    """A script ``exec``'d in the sandbox's prepared script container (stderr merged into stdout by the script)."""
+
+    def __init__(self, sandbox: DockerSandbox, container: Any, exec_id: str):
+        super().__init__(sandbox)
+        self.container, self.exec_id = container, exec_id
+        self.stream = sandbox.docker.api.exec_start(exec_id, stream=True)
+        self._begin_watch()
+
+    def lines(self) -> Iterator[str]:
+        buffer = b""
+        for piece in self.stream:
+            buffer += piece
+            *complete, buffer = buffer.split(b"\n")
+            for raw in complete:
+                yield raw.decode("utf-8", errors="replace")
+        if buffer:
+            yield buffer.decode("utf-8", errors="replace")
+
+    def wait(self) -> Outcome:
+        for _ in self.lines():
+            pass
+        api = self.sandbox.docker.api  # type: ignore[attr-defined]
+        state = api.exec_inspect(self.exec_id)
+        while state.get("Running"):
+            time.sleep(0.01)
+            state = api.exec_inspect(self.exec_id)
+        self._done.set()
+        code = state.get("ExitCode")
+        return self.outcome(None if self.killed else code, False, "")
+
+    def kill(self) -> None:
+        self.killed = True
+        try:
+            self.container.kill()
+        except (NotFound, DockerException):
+            pass
 
 
 def remove_leftovers(base_url: str, prefix: str) -> None:
