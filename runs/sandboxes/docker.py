@@ -149,17 +149,26 @@ class DockerSandbox(Sandbox):
         if self._preparing is not None:
             self._preparing.join()
         holder = self.script_container
-        if holder is None:
+        if holder is not None:
+            try:
+                holder.reload()
+            except DockerException:
+                holder = None
+        if holder is None or holder.status != "running":  # not prepared, or ended (a script that ran too long)
+            self.script_container = None
             return super().start_script(script, env, timeout_s)
         self.spec = replace(self.spec, limits=replace(self.spec.limits, wall_s=timeout_s))
         if self.container is not None:
             self._retire(self.container)
         self.container = holder  # its cgroup is the one the watchdog reads now
         command = script_command(script)
-        exec_id = self.docker.api.exec_create(
-            holder.id, command, user=f"{self.uid}:{self.gid}", workdir="/app", environment={**self.spec.env, **env}
-        )
-        return DockerScriptExecution(self, holder, exec_id)
+        try:
+            exec_id = self.docker.api.exec_create(
+                holder.id, command, user=f"{self.uid}:{self.gid}", workdir="/app", environment={**self.spec.env, **env}
+            )
+            return DockerScriptExecution(self, holder, exec_id)
+        except DockerException as exc:
+            raise SandboxUnavailable(f"could not run a script in the sandbox: {exc}") from exc
 
     def _retire(self, container: Any) -> None:
         """An earlier container of this sandbox, removed when the sandbox is."""
@@ -274,6 +283,11 @@ class DockerScriptExecution(Execution):
             time.sleep(0.01)
             state = api.exec_inspect(self.exec_id)
         self._done.set()
+        if self.killed:  # the watchdog's kill may still be under way: the container is down before we go on
+            try:
+                self.container.wait(timeout=10)
+            except (NotFound, DockerException):
+                pass
         code = state.get("ExitCode")
         return self.outcome(None if self.killed else code, False, "")
 
@@ -281,6 +295,7 @@ class DockerScriptExecution(Execution):
         self.killed = True
         try:
             self.container.kill()
+            self.container.wait(timeout=10)  # down before anyone looks at it again
         except (NotFound, DockerException):
             pass
 
