@@ -211,7 +211,9 @@ def test_an_agent_run_and_its_files_round_trip_into_another_org(alice_api, alice
     }
     assert {(label["key"], label["source"]) for label in doc["labels"]} == {
         ("validation.overall_passed", "system"), ("validation.stage.count", "system"),
+        ("contract.passed", "system"), ("contract.required_files", "system"), ("contract.validation_report", "system"),
     }  # fmt: skip
+    assert doc["run"]["contract"]["passed"] is True and "contract.check" in kinds
 
     created = bob_api.post("/api/v1/runs/ingest", doc, format="json")
     unmapped = created.json()["report"]["unmapped"]
@@ -229,6 +231,7 @@ def test_an_agent_run_and_its_files_round_trip_into_another_org(alice_api, alice
         ]  # fmt: skip
 
     assert back["events"] == without_blobs(doc["events"]) and back["labels"] == doc["labels"]
+    assert back["run"]["contract"] == doc["run"]["contract"] and back["run"]["error_code"] == ""
 
     def files(d):
         return [{k: v for k, v in a.items() if k != "url"} for a in d["artifacts"]]
@@ -239,6 +242,7 @@ def test_an_agent_run_and_its_files_round_trip_into_another_org(alice_api, alice
     # As ATIF: a step per model call with its tool calls and results; what ATIF cannot hold is counted.
     atif = json.loads(export(alice_api, run.public_id, "atif").content)
     assert atif["schema_version"] == "ATIF-v1.6" and atif["agent"]["name"] == "jetty-agent"
+    assert atif["extra"]["jetty"]["contract"] == doc["run"]["contract"]
     calls = [e for e in doc["events"] if e["kind"] == "tool.call"]
     agent_steps = [step for step in atif["steps"] if step["source"] == "agent"]
     assert len(agent_steps) == sum(1 for e in doc["events"] if e["kind"] == "model.call")

@@ -147,6 +147,7 @@ class EventKind(models.TextChoices):
     STEP_END = "step.end"
     JUDGE_VERDICT = "judge.verdict"
     ERROR = "error"
+    CONTRACT_CHECK = "contract.check"
 
 
 class Event(models.Model):
