@@ -375,3 +375,35 @@ def test_stored_task_runs_follow_the_same_rule(alice_api, worker):
         "/api/v1/run/contracts/chart", {"init_params": {"name": "ada"}, "contract": "sometimes"}, format="json"
     )
     assert refused.status_code == 400 and refused.json()["error"]["param"] == "contract"
+
+
+def test_the_run_page_shows_the_contract_and_its_event(alice):
+    from django.test import Client
+
+    from tests.factories import make_run
+    from trajectories.actions import EventRecord, append_events
+
+    verdict = {
+        "passed": False,
+        "mode": "enforce",
+        "checks": [
+            {"name": "required_files", "passed": False, "message": "/app/results/chart.png is missing",
+             "applies": True},
+            {"name": "validation_report", "passed": True, "message": "not applicable: none", "applies": False},
+            {"name": "verification_script", "passed": False, "message": "exited with code 1", "applies": True,
+             "output": "FAIL: <b>chart</b>"},
+        ],
+        "duration_ms": 12.0,
+    }  # fmt: skip
+    run = make_run(alice.org, task="charts", status="failed")
+    Run.objects.filter(pk=run.pk).update(contract=verdict, error="broken", error_code="contract_failed")
+    append_events(run.pk, [EventRecord(kind="contract.check", ts=2.0, payload=verdict)])
+    client = Client()
+    client.force_login(alice.owner)
+    html = client.get(f"/runs/{run.public_id}/").content.decode()
+    header = html[html.index('id="run-contract"') :]
+    assert "broken" in header[:600] and "/app/results/chart.png is missing" in header
+    assert "FAIL: &lt;b&gt;chart&lt;/b&gt;" in header and "<b>chart</b>" not in html  # escaped, as everything
+    assert "<code>contract_failed</code>" in html
+    assert "the platform checks the contract: broken" in html
+    assert "✗ required_files: /app/results/chart.png is missing" in html

@@ -75,6 +75,8 @@ def title(event: Event) -> str:
         case "tool.result":
             return f"result of {tool_name(p)}" if tool_name(p) else "tool result"
         case "command":
+            if p.get("blocked"):
+                return "a command the agent's CLI refused to run"
             code = p.get("exit_code")
             return f"runs a command{'' if code is None else f' (exit {code})'}"
         case "file.change":
@@ -85,6 +87,8 @@ def title(event: Event) -> str:
             return f"step {p.get('step', '')} {p.get('status', 'starts' if event.kind == 'step.start' else 'ends')}"
         case "judge.verdict":
             return f"judge {p.get('judge_model', '')}: {'pass' if p.get('passed') else 'fail'}"
+        case "contract.check":
+            return f"the platform checks the contract: {'met' if p.get('passed') else 'broken'}"
     return event.kind
 
 
@@ -115,6 +119,10 @@ def preview(event: Event) -> str:
             return _cut(_text(p.get("message") or p.get("text") or p, indent=None))
         case "step.end":
             return _cut(_text(p.get("error") or p.get("outputs") or ""))
+        case "contract.check":
+            checks = [c for c in p.get("checks") or [] if isinstance(c, dict) and c.get("applies", True)]
+            lines = [f"{'✓' if c.get('passed') else '✗'} {c.get('name')}: {c.get('message')}" for c in checks]
+            return _cut("\n".join(lines))
     return _cut(_text(p, indent=None)) if p else ""
 
 
