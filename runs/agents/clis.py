@@ -208,6 +208,7 @@ GEMINI_REPORT = re.compile(
     r"(?:\nSignal: (?P<signal>[^\n]*))?(?:\nBackground PIDs: [^\n]*)?(?:\nProcess Group PGID: \d+)?",
     re.S,
 )
+GEMINI_PGID = re.compile(r"\nProcess Group PGID: \d+\Z")  # differs between two runs of one step: not kept
 GEMINI_EXITED = re.compile(r"Command exited with code: (-?\d+)")  # its display without debug mode, no output
 GEMINI_BLOCKED = "Blocked: "  # "Blocked: command substitution detected in shell command."
 
@@ -467,6 +468,8 @@ class GeminiCli(CliAgent):
         elif kind == "tool_result":
             ok = data.get("status") == "success"
             output = data.get("output") if ok else (data.get("error") or {}).get("message", data.get("output"))
+            if isinstance(output, str):
+                output = GEMINI_PGID.sub("", output)
             out += self.tool_result(data.get("tool_id", ""), output, ok, gemini_shell_outcome(data))
         elif kind == "result":
             self.result_seen = True
