@@ -7,6 +7,7 @@ makes runs judgeable), each with the line it concerns where there is one.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -22,6 +23,7 @@ VARIABLE = re.compile(r"\{\{\s*([A-Za-z_][\w.]*)\s*\}\}")
 FENCE = re.compile(r"^```")
 BOUND = re.compile(r"\bmax(?:imum)?\.?\s*(?:of\s*)?\d+\s*(?:rounds?|iterations?|attempts?|times)\b", re.I)
 BUILT_IN_VARIABLES = frozenset({"results_dir"})
+SHELL_FENCE = re.compile(r"^```(?:bash|sh|shell)[ \t]*$")
 
 
 @dataclass(frozen=True)
@@ -134,6 +136,58 @@ def key_line(text: str, key: str) -> int:
     return next((n for n, line in enumerate(text.splitlines(), start=1) if pattern.match(line)), 1)
 
 
+def shell_blocks(text: str) -> Iterator[tuple[int, str]]:
+    """Each ```bash/sh/shell block as (the line its code starts on, its code): the commands an agent runs."""
+    fenced = shell = False
+    start, code = 0, list[str]()
+    for number, line in enumerate(text.splitlines(), start=1):
+        if line.startswith("```") and not fenced:
+            fenced, shell, start, code = True, bool(SHELL_FENCE.match(line)), number + 1, []
+        elif line.startswith("```"):
+            fenced = False
+            if shell:
+                yield start, "\n".join(code)
+        elif fenced:
+            code.append(line)
+
+
+def command_substitution_at(command: str) -> int | None:
+    """Where Gemini CLI's shell tool sees command substitution in a command, which makes it refuse the whole
+    command ("Blocked: command substitution detected"): `$(` (so `$((` too), a backtick, or `<(`/`>(` outside
+    double quotes, anywhere outside single quotes, with its simple view of quoting (detectBashSubstitution in
+    Gemini CLI 0.61, which no setting turns off). None when it sees none."""
+    single = double = False
+    i = 0
+    while i < len(command):
+        char = command[i]
+        if char == "'" and not double:
+            single = not single
+        elif char == '"' and not single:
+            double = not double
+        elif not single:
+            if char == "\\" and i + 1 < len(command) and (not double or command[i + 1] in '$`"\\\n'):
+                i += 2
+                continue
+            opens = char == "$" or (char in "<>" and not double)
+            if char == "`" or (opens and command[i + 1 : i + 2] == "("):
+                return i
+        i += 1
+    return None
+
+
+def gemini_substitutions(text: str) -> Iterator[Finding]:
+    """A warning for each shell block Gemini CLI would refuse to run, at the line where it sees the substitution."""
+    for start, code in shell_blocks(text):
+        at = command_substitution_at(code)
+        if at is not None:
+            message = (
+                'Gemini CLI refuses to run a command with `$(...)`, backticks, `<(...)` or `>(...)` ("Blocked: '
+                'command substitution detected"), and no setting allows it: use a pipe, `xargs`, or '
+                "`read -r name < file` instead"
+            )
+            yield Finding("warning", "gemini_command_substitution", message, start + code.count("\n", 0, at))
+
+
 def validate(text: str) -> Report:
     runbook, findings = parse(text)
     report = Report(findings)
@@ -226,6 +280,8 @@ def validate(text: str) -> Report:
     for code, name in (("dependencies_missing", "Dependencies"), ("tips_missing", "Tips")):
         if runbook.section(name) is None:
             add(Finding("warning", code, f"No `{name}` section"))
+    if meta.get("agent") == "gemini-cli":
+        report.findings.extend(gemini_substitutions(text))
     for number, line in enumerate(text.splitlines(), start=1):
         if "{TODO:" in line:
             add(Finding("warning", "todo_left", "A `{TODO:` placeholder is left in the runbook", number))

@@ -8,7 +8,7 @@ import urllib.request
 
 import pytest
 
-from runs.runbooks import validate
+from runs.runbooks import command_substitution_at, validate
 
 GOOD = """---
 version: 1.2.0
@@ -132,6 +132,50 @@ def test_findings_carry_their_line():
     report = validate(GOOD.replace("## Iterate (max 3 rounds)", "## Iterate"))
     (finding,) = report.errors
     assert GOOD.splitlines()[finding.line - 1] == "## Iterate (max 3 rounds)"
+
+
+def test_a_runbook_for_gemini_cli_is_warned_of_each_command_it_would_refuse():
+    text = GOOD.replace("evaluation: programmatic\n", "evaluation: programmatic\nagent: gemini-cli\n").replace(
+        'echo "hello {{name}}" | wc -w > /app/results/count.txt',
+        'echo "hello {{name}}" | wc -w > /app/results/count.txt\nlines="$(wc -l < /app/results/count.txt)"',
+    )
+    text += "\n```sh\ncd /app &&\n  echo `date` > /tmp/when\n```\n\n```python\nprint(f'{(1)}')\n```\n"
+    report = validate(text)
+    assert report.valid
+    found = [(f.code, text.splitlines()[f.line - 1]) for f in report.warnings]
+    assert found == [
+        ("gemini_command_substitution", 'lines="$(wc -l < /app/results/count.txt)"'),
+        ("gemini_command_substitution", "  echo `date` > /tmp/when"),
+    ]
+    assert "Blocked: command substitution detected" in report.warnings[0].message
+
+
+def test_only_a_runbook_for_gemini_cli_is_warned_of_command_substitution():
+    text = GOOD.replace("wc -w > /app/results/count.txt", "wc -w > /app/results/$(echo count).txt")
+    assert validate(text).findings == []
+    gemini = text.replace("evaluation: programmatic\n", "evaluation: programmatic\nagent: gemini-cli\n")
+    assert [f.code for f in validate(gemini).findings] == ["gemini_command_substitution"]
+    assert validate(gemini.replace("agent: gemini-cli", "agent: codex")).findings == []
+
+
+@pytest.mark.parametrize(
+    ("command", "at"),
+    [
+        ("echo $(date)", 5),
+        ("echo `date`", 5),
+        ("diff <(ls) x", 5),
+        ("echo $((1 + 2))", 5),
+        ('echo "now: $(date)"', 11),
+        ("echo '$(date)'", None),
+        ("echo \\$(date)", None),
+        ('echo "a" > f', None),
+        ("x=${y}", None),
+        ('echo "<(not a process)"', None),
+    ],
+)
+def test_the_command_substitution_check_is_gemini_cli_s_own(command, at):
+    """A port of Gemini CLI 0.61's detectBashSubstitution: the quoting it understands, and no more."""
+    assert command_substitution_at(command) == at
 
 
 def test_the_api_validates_for_any_token_holder(alice, jetty):

@@ -11,8 +11,10 @@ usage, cost) so the run can cross-check it against the gateway's own count.
 from __future__ import annotations
 
 import json
+import re
 import shlex
 from abc import abstractmethod
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -114,14 +116,17 @@ class CliAgent(Agent):
     def parse(self, data: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
         """(event kind, payload) pairs for one JSON line the CLI printed."""
 
-    def tool_result(self, call_id: str, output: Any, ok: bool, exit_code: int | None = None) -> list[tuple[str, dict]]:
-        """A tool's result, preceded by a ``command`` event when the tool was the shell."""
+    def tool_result(
+        self, call_id: str, output: Any, ok: bool, shell: ShellOutcome | None = None
+    ) -> list[tuple[str, dict]]:
+        """A tool's result, preceded by a ``command`` event when the tool was the shell: ``shell`` is what the CLI
+        said about the command (nothing said, nothing known). The result is ok only when the command was."""
         call = self.calls.pop(call_id, {})
         out: list[tuple[str, dict]] = []
         if call.get("name") in SHELL_TOOLS:
-            out.append(
-                ("command", {"command": call.get("command", ""), "output": output, "exit_code": exit_code, "ok": ok})
-            )
+            command = command_event(call.get("command", ""), shell or ShellOutcome(output))
+            out.append(("command", command))
+            ok = command["ok"]
         out.append(("tool.result", {"id": call_id, "name": call.get("name", ""), "output": output, "ok": ok}))
         return out
 
@@ -132,6 +137,102 @@ class CliAgent(Agent):
         if not self.result_seen:
             return f"{self.name} exited without a result line"
         return None
+
+
+@dataclass(frozen=True)
+class ShellOutcome:
+    """What a CLI said about one shell command: its output, its exit code (None when the CLI did not say), and why
+    it refused to run it (None when it ran)."""
+
+    output: str | None
+    exit_code: int | None = None
+    blocked: str | None = None
+
+
+def command_event(command: str, outcome: ShellOutcome) -> dict[str, Any]:
+    """A ``command`` event's payload: ok only for a command that ran and exited 0; ``blocked`` only when it did not
+    run."""
+    ok = outcome.blocked is None and outcome.exit_code == 0
+    payload = {"command": command, "output": outcome.output, "exit_code": outcome.exit_code, "ok": ok}
+    if outcome.blocked is not None:
+        payload["blocked"] = outcome.blocked
+    return payload
+
+
+# Claude Code reads exit code 1 of these commands as an answer, not a failure (its Bash tool's "command semantics"),
+# and says so in ``returnCodeInterpretation`` instead of "Exit code 1".
+CLAUDE_EXIT_1 = frozenset(
+    {"No matches found", "Files differ", "Some directories were inaccessible", "Condition is false"}
+)
+CLAUDE_EXIT = re.compile(r"Exit code (-?\d+)(?:\n|$)")
+CLAUDE_NO_OUTPUT = "(Bash completed with no output)"
+
+
+def claude_shell_outcome(content: str, is_error: bool, detail: Any) -> ShellOutcome:
+    """A Bash tool result as Claude Code reports it. A failed command's result starts "Exit code N"; a refused or
+    invalid call is an error without one (its ``tool_use_result`` is then a string, not the command's record); a
+    succeeded one exited 0 unless ``returnCodeInterpretation`` names another code, or it was interrupted or sent to
+    the background, where no code is known."""
+    record = detail if isinstance(detail, dict) else {}
+    if is_error:
+        found = CLAUDE_EXIT.match(content)
+        if found:
+            return ShellOutcome(content[found.end() :], int(found.group(1)))
+        if record:
+            return ShellOutcome(content)
+        return ShellOutcome(None, blocked=content)
+    output = "" if content == CLAUDE_NO_OUTPUT else content
+    interpretation = record.get("returnCodeInterpretation")
+    if (
+        record.get("interrupted")
+        or record.get("backgroundTaskId")
+        or (interpretation and interpretation not in CLAUDE_EXIT_1)
+    ):
+        return ShellOutcome(output)
+    return ShellOutcome(output, 1 if interpretation else 0)
+
+
+def codex_shell_outcome(item: dict[str, Any]) -> ShellOutcome:
+    """A ``command_execution`` item as Codex reports it: its own ``exit_code``; a ``declined`` one never ran."""
+    output = item.get("aggregated_output")
+    if item.get("status") == "declined":
+        return ShellOutcome(None, blocked=str(output or "declined by Codex"))
+    code = item.get("exit_code")
+    return ShellOutcome(output, code if isinstance(code, int) else None)
+
+
+# Gemini CLI's shell tool, in debug mode, shows what it tells the model: "Output: …", then "Error: …", "Exit Code: N"
+# (only when not 0), "Signal: …", "Background PIDs: …" and "Process Group PGID: N", each only when there is one.
+GEMINI_REPORT = re.compile(
+    r"Output: (?P<output>.*?)(?:\nError: (?P<error>.*?))?(?:\nExit Code: (?P<code>-?\d+))?"
+    r"(?:\nSignal: (?P<signal>[^\n]*))?(?:\nBackground PIDs: [^\n]*)?(?:\nProcess Group PGID: \d+)?",
+    re.S,
+)
+GEMINI_PGID = re.compile(r"\nProcess Group PGID: \d+\Z")  # differs between two runs of one step: not kept
+GEMINI_EXITED = re.compile(r"Command exited with code: (-?\d+)")  # its display without debug mode, no output
+GEMINI_BLOCKED = "Blocked: "  # "Blocked: command substitution detected in shell command."
+
+
+def gemini_shell_outcome(data: dict[str, Any]) -> ShellOutcome:
+    """A ``run_shell_command`` result as Gemini CLI reports it. A refused command is a *success* whose display
+    starts "Blocked:"; a tool error (a denied or invalid call) never ran the command."""
+    output = data.get("output")
+    if data.get("status") != "success":
+        return ShellOutcome(None, blocked=str((data.get("error") or {}).get("message") or output or "error"))
+    text = str(output or "")
+    if text.startswith(GEMINI_BLOCKED):
+        return ShellOutcome(None, blocked=text)
+    report = GEMINI_REPORT.fullmatch(text)
+    if report:
+        said = report.group("output")
+        code = report.group("code")
+        if code is None and (report.group("error") or report.group("signal")):
+            return ShellOutcome(said)
+        return ShellOutcome("" if said == "(empty)" else said, int(code or 0))
+    exited = GEMINI_EXITED.fullmatch(text)
+    if exited:
+        return ShellOutcome("", int(exited.group(1)))
+    return ShellOutcome(output)
 
 
 def _command_of(arguments: dict[str, Any]) -> str:
@@ -194,8 +295,9 @@ class ClaudeCode(CliAgent):
                     content = block.get("content")
                     if isinstance(content, list):
                         content = "\n".join(str(p.get("text", "")) for p in content if isinstance(p, dict))
-                    ok = not block.get("is_error")
-                    out += self.tool_result(block.get("tool_use_id", ""), content, ok, 0 if ok else 1)
+                    is_error = bool(block.get("is_error"))
+                    shell = claude_shell_outcome(str(content or ""), is_error, data.get("tool_use_result"))
+                    out += self.tool_result(block.get("tool_use_id", ""), content, not is_error, shell)
             return out
         if kind == "result":
             self.result_seen = True
@@ -289,8 +391,8 @@ class Codex(CliAgent):
             call_id = item.get("id", "")
             if call_id not in self.calls:
                 self.calls[call_id] = {"name": "exec_command", "command": item.get("command", "")}
-            code = item.get("exit_code")
-            return self.tool_result(call_id, item.get("aggregated_output"), code == 0, code)
+            shell = codex_shell_outcome(item)
+            return self.tool_result(call_id, item.get("aggregated_output"), shell.exit_code == 0, shell)
         if kind == "file_change":
             return [
                 ("file.change", {"path": change.get("path"), "action": change.get("kind"), "source": "codex"})
@@ -331,6 +433,9 @@ class GeminiCli(CliAgent):
             "-m",  # a named model also skips the model router's extra classification call
             self.cli_model(mission.model),
             "--approval-mode=yolo",
+            # Debug mode shows the shell tool's full report ("Exit Code: N") in the stream, not only its output:
+            # without it a command that printed something and failed looks like one that succeeded.
+            "--debug",
             "--output-format",
             "stream-json",
         ]
@@ -363,7 +468,9 @@ class GeminiCli(CliAgent):
         elif kind == "tool_result":
             ok = data.get("status") == "success"
             output = data.get("output") if ok else (data.get("error") or {}).get("message", data.get("output"))
-            out += self.tool_result(data.get("tool_id", ""), output, ok, 0 if ok else 1)
+            if isinstance(output, str):
+                output = GEMINI_PGID.sub("", output)
+            out += self.tool_result(data.get("tool_id", ""), output, ok, gemini_shell_outcome(data))
         elif kind == "result":
             self.result_seen = True
             stats = data.get("stats") or {}

@@ -98,9 +98,10 @@ def complete(messages: list) -> dict:
     raise RuntimeError("unreachable")
 
 
-def run_tool(name: str, args: dict) -> tuple[str, int]:
+def run_tool(name: str, args: dict) -> tuple[str, int | None]:
     if name == "shell":
         started = time.monotonic()
+        code: int | None
         try:
             done = subprocess.run(
                 ["bash", "-lc", args["command"]],
@@ -112,12 +113,14 @@ def run_tool(name: str, args: dict) -> tuple[str, int]:
             )
             output, code = done.stdout + done.stderr, done.returncode
         except subprocess.TimeoutExpired as exc:
-            output, code = f"command timed out after {exc.timeout} s", 124
+            # Killed, so it has no exit code of its own: none is made up.
+            output, code = f"command timed out after {exc.timeout} s", None
         emit(
             "command",
             command=args["command"],
             exit_code=code,
             output=clip(output),
+            ok=code == 0,
             duration_ms=int((time.monotonic() - started) * 1000),
         )
         return clip(output), code
@@ -167,7 +170,7 @@ def main() -> int:
                 output, code = run_tool(name, args)
             except (OSError, KeyError, TypeError, ValueError) as exc:  # ValueError: UnicodeDecodeError too
                 output, code = f"{type(exc).__name__}: {exc}", 1
-            emit("tool_result", id=call["id"], name=name, output=output, exit_code=code)
+            emit("tool_result", id=call["id"], name=name, output=output, exit_code=code, ok=code == 0)
             messages.append({"role": "tool", "tool_call_id": call["id"], "content": output})
     emit("error", message=f"stopped after {max_turns} turns without a final answer")
     return 3
