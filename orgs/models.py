@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fnmatch
 import hashlib
+import re
 import secrets
 from datetime import timedelta
 
@@ -15,6 +16,9 @@ from django.utils import timezone
 from . import crypto, outbound
 
 TOKEN_PREFIX = "jty_"
+# Collection and task names: they go in URLs and paths, so one plain alphabet (the API's and agent mode's rule).
+NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,99}$")
+NAME_RULE = "lower-case letters, digits, `-` or `_` (at most 100)"
 
 
 def public_code(prefix: str) -> str:

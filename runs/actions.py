@@ -67,12 +67,9 @@ def start_agent_run(
     """Create the run and its job, and queue it once committed. Returns (run, created); an idempotency key that
     was seen before returns the earlier run."""
     keys = resolve_uploads(principal, request)
-    if request.idempotency_key:
-        earlier = (
-            Job.objects.filter(org=principal.org, idempotency_key=request.idempotency_key).select_related("run").first()
-        )
-        if earlier is not None:
-            return earlier.run, False
+    earlier = earlier_run(principal.org, request.idempotency_key)
+    if earlier is not None:
+        return earlier, False
     check_queue(principal.org)
     try:
         with transaction.atomic():
@@ -113,9 +110,16 @@ def start_agent_run(
             org_id = principal.org.pk
             transaction.on_commit(lambda: release_runs(org_id))
     except IntegrityError:
-        earlier = Job.objects.get(org=principal.org, idempotency_key=request.idempotency_key)
-        return earlier.run, False
+        return Job.objects.get(org=principal.org, idempotency_key=request.idempotency_key).run, False
     return run, True
+
+
+def earlier_run(org: Org, idempotency_key: str) -> Run | None:
+    """The run an idempotency key already started, if any."""
+    if not idempotency_key:
+        return None
+    earlier = Job.objects.filter(org=org, idempotency_key=idempotency_key).select_related("run").first()
+    return earlier.run if earlier is not None else None
 
 
 def check_queue(org: Org) -> None:

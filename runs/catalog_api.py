@@ -23,7 +23,7 @@ from orgs.actions import update_environment
 from orgs.api_errors import ApiError, invalid, json_object
 from orgs.audit import Actor
 from orgs.auth import principal_of
-from orgs.models import Collection, CollectionVariable
+from orgs.models import NAME_PATTERN, NAME_RULE, Collection, CollectionVariable
 from trajectories.models import FINAL_STATUSES, Run
 
 from .limits import check_limits
@@ -33,7 +33,7 @@ from .routines import create_routine, run_now, schedule_of
 from .stored import declared_secrets, diff_versions, push_version, start_task_run
 from .uploads import store_uploads
 
-NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,99}$")
+NAME = NAME_PATTERN
 URL = re.compile(r"^https?://[^\s/$.?#][^\s]*$", re.I)
 SYNC_POLL_S = 0.2
 
@@ -93,7 +93,7 @@ def collections(request: Request) -> Response:
     body = json_object(request)
     name = body.get("name")
     if not isinstance(name, str) or not NAME.match(name):
-        raise invalid("`name` must be lower-case letters, digits, `-` or `_` (at most 100)", "name")
+        raise invalid(f"`name` must be {NAME_RULE}", "name")
     description = body.get("description", "")
     if not isinstance(description, str):
         raise invalid("`description` must be a string", "description")
@@ -174,7 +174,7 @@ def secrets_check(request: Request, name: str) -> Response:
     required: dict[str, bool] = {n: True for n in names}
     if task_name := request.query_params.get("task"):
         task = get_task_for(request, name, task_name)
-        if task.kind == TaskKind.RUNBOOK:
+        if task.kind == TaskKind.RUNBOOK and task.latest_version:  # agent mode may make a task with no version
             declared = declared_secrets(task.version().runbook)
             required.update({n: spec["required"] for n, spec in declared.items()})
     if not required:
@@ -237,7 +237,7 @@ def tasks(request: Request, name: str) -> Response:
     body = json_object(request)
     task_name = body.get("name")
     if not isinstance(task_name, str) or not NAME.match(task_name):
-        raise invalid("`name` must be lower-case letters, digits, `-` or `_` (at most 100)", "name")
+        raise invalid(f"`name` must be {NAME_RULE}", "name")
     runbook, workflow = body.get("runbook"), body.get("workflow")
     if (runbook is None) == (workflow is None):
         raise invalid("Send exactly one of `runbook` (markdown) and `workflow` (a JSON object)", "runbook")

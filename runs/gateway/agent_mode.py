@@ -14,11 +14,13 @@ from channels.layers import get_channel_layer
 
 from orgs import outbound
 from orgs.api_errors import ApiError, holds_nul
+from orgs.models import NAME_PATTERN, NAME_RULE
 from trajectories.actions import run_group
 from trajectories.models import FINAL_STATUSES, Event, Run
 
 from .. import contract
-from ..actions import AgentRequest, start_agent_run
+from ..actions import AgentRequest
+from ..agent_tasks import TaskTarget, start_agent_mode_run
 from ..agents import agent_for, agent_names
 from ..limits import check_limits
 from ..results import final_answer, run_summary
@@ -55,9 +57,7 @@ def parse(request: ChatRequest, caller: Caller) -> AgentRequest:
         raise _bad("An agent run's messages and `jetty` block must not hold NUL characters (\\u0000)", "messages")
     jetty = request.body.get("jetty") or {}
     messages = request.body["messages"]
-    runbook = next((m.get("content") for m in messages if m.get("role") in ("system", "developer")), None)
-    if not isinstance(runbook, str) or not runbook.strip():
-        raise _bad("Agent mode needs the runbook as the system message", "messages")
+    runbook = runbook_sent(request)
     instruction = "\n\n".join(str(m.get("content") or "") for m in messages if m.get("role") == "user")
     agent = jetty.get("agent")
     if agent is not None and (not isinstance(agent, str) or agent not in agent_names()):
@@ -123,6 +123,27 @@ def parse(request: ChatRequest, caller: Caller) -> AgentRequest:
     )
 
 
+def runbook_sent(request: ChatRequest) -> str:
+    """The runbook as the client sent it: the system (or developer) message."""
+    messages = request.body["messages"]
+    runbook = next((m.get("content") for m in messages if m.get("role") in ("system", "developer")), None)
+    if not isinstance(runbook, str) or not runbook.strip():
+        raise _bad("Agent mode needs the runbook as the system message", "messages")
+    return runbook
+
+
+def task_target(request: ChatRequest, caller: Caller) -> TaskTarget | None:
+    """What the call keeps: its collection if it is new, and its ``jetty.task`` in its collection (named, or its
+    token's) as a stored task whose newest version is the runbook sent. None when there is nothing to keep."""
+    collection = caller.collection.name if caller.collection is not None else caller.new_collection
+    task = request.task if collection and "task" in (request.body.get("jetty") or {}) else None
+    if task is not None and not NAME_PATTERN.match(task):
+        raise _bad(f"`jetty.task` names a task of collection `{collection}`: it must be {NAME_RULE}", "jetty.task")
+    if task is None and not caller.new_collection:
+        return None
+    return TaskTarget(collection=collection, task=task, runbook=runbook_sent(request))
+
+
 def _load(run_id: int) -> Run:
     return Run.objects.select_related("job", "collection").prefetch_related("artifacts").get(pk=run_id)
 
@@ -131,7 +152,7 @@ def _events_after(run_id: int, after: int) -> list[Event]:
     return list(Event.objects.filter(run_id=run_id, seq__gt=after).order_by("seq")[:200])
 
 
-_start = sync_to_async(start_agent_run, thread_sensitive=True)
+_start = sync_to_async(start_agent_mode_run, thread_sensitive=True)
 _load_async = sync_to_async(_load, thread_sensitive=True)
 _events_async = sync_to_async(_events_after, thread_sensitive=True)
 _status = sync_to_async(lambda run_id: Run.objects.values_list("status", flat=True).get(pk=run_id))
@@ -182,13 +203,14 @@ def event_chunk(run: Run, event: Event) -> bytes:
 async def handle(exchange: Exchange, request: ChatRequest, caller: Caller) -> None:
     try:
         agent_request = parse(request, caller)
+        target = task_target(request, caller)
         if agent_request.webhook_url:  # resolving the name blocks: off the event loop
             await asyncio.to_thread(outbound.require_url, agent_request.webhook_url, "jetty.webhook_url")
     except ApiError as error:
         await exchange.respond_error(error)
         return
     try:
-        run, _created = await _start(caller.principal, agent_request)
+        run, _created = await _start(caller.principal, agent_request, target)
     except ApiError as error:
         await exchange.respond_error(error)
         return

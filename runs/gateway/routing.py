@@ -17,7 +17,7 @@ from django.db import InterfaceError, OperationalError, close_old_connections
 from orgs import ratelimit
 from orgs.api_errors import ApiError
 from orgs.auth import Principal, principal_for
-from orgs.models import Collection, ProviderKey, hash_token
+from orgs.models import NAME_PATTERN, NAME_RULE, Collection, ProviderKey, hash_token
 
 from ..models import RUN_TOKEN_PREFIX, RunToken
 from . import scripted
@@ -44,6 +44,8 @@ class Route:
 class Caller:
     principal: Principal
     collection: Collection | None
+    # An agent-mode call's collection that does not exist yet: its run creates it (only once the call is valid).
+    new_collection: str = ""
 
 
 def run_principal(plain: str | None) -> Principal | None:
@@ -108,11 +110,11 @@ class ResolutionCache:
 
 
 def resolve(
-    plain_token: str | None, model: str, collection_name: str | None, direct_enabled: bool
+    plain_token: str | None, model: str, collection_name: str | None, direct_enabled: bool, agent_mode: bool = False
 ) -> tuple[Caller, Route]:
     for attempt in (1, 2):
         try:
-            return _resolve(plain_token, model, collection_name, direct_enabled)
+            return _resolve(plain_token, model, collection_name, direct_enabled, agent_mode)
         except (OperationalError, InterfaceError):
             # The gateway bypasses Django's request signals, so a dropped database connection is noticed here.
             close_old_connections()
@@ -141,19 +143,19 @@ def any_principal(plain_token: str | None) -> Principal | None:
 
 
 def _resolve(
-    plain_token: str | None, model: str, collection_name: str | None, direct_enabled: bool
+    plain_token: str | None, model: str, collection_name: str | None, direct_enabled: bool, agent_mode: bool
 ) -> tuple[Caller, Route]:
     principal = any_principal(plain_token)
     if principal is None:
         raise ApiError(401, "Incorrect API key provided, or it was revoked or has expired.", code="invalid_api_key")
-    collection = principal.collection
+    collection, new_collection = principal.collection, ""
     model = principal.run_model or model
     if collection_name is not None and (collection is None or collection.name != collection_name):
-        if collection is not None:
+        if collection is not None:  # a collection-scoped token reaches its own collection only
             raise ApiError(404, f"Collection `{collection_name}` not found", code="not_found", param="jetty.collection")
         collection = Collection.objects.filter(org=principal.org, name=collection_name).first()
         if collection is None:
-            raise ApiError(404, f"Collection `{collection_name}` not found", code="not_found", param="jetty.collection")
+            new_collection = unknown_collection(collection_name, agent_mode)
     provider, upstream_model = provider_of(model)
     if not principal.org.may_use_model(model):
         raise ApiError(
@@ -185,7 +187,17 @@ def _resolve(
         direct=direct,
         guarded=guarded,
     )
-    return Caller(principal=principal, collection=collection), route
+    return Caller(principal=principal, collection=collection, new_collection=new_collection), route
+
+
+def unknown_collection(name: str, agent_mode: bool) -> str:
+    """A collection the org does not have: agent mode makes it on the call's first run (as the hosted product does);
+    anywhere else it is a 404."""
+    if not agent_mode:
+        raise ApiError(404, f"Collection `{name}` not found", code="not_found", param="jetty.collection")
+    if not NAME_PATTERN.match(name):
+        raise ApiError(400, f"`jetty.collection` must be {NAME_RULE}", code="invalid_value", param="jetty.collection")
+    return name
 
 
 def guarded_endpoint(provider: str, org_base: str | None) -> bool:

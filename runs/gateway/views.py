@@ -40,8 +40,12 @@ async def resolve(token: str, request: ChatRequest) -> tuple[routing.Caller, rou
     key = (token, request.model, request.collection)
     found = _cache.get(key)
     if found is None:
-        found = await _resolve(token, request.model, request.collection, settings.JETTY_GATEWAY_DIRECT)
-        if found[0].principal.run_id is None:  # a run token must die with its run: never cached
+        found = await _resolve(
+            token, request.model, request.collection, settings.JETTY_GATEWAY_DIRECT, request.agent_mode
+        )
+        # A run token must die with its run, and a collection about to be made must not pass for one that exists
+        # (a passthrough call naming it is a 404): neither is cached.
+        if found[0].principal.run_id is None and not found[0].new_collection:
             _cache.put(key, found)
     await admit(found[0].principal)
     return found
