@@ -45,9 +45,16 @@ class AgentRequest:
 
 
 def resolve_uploads(principal: Principal, request: AgentRequest) -> list[str]:
-    """The upload keys a run names, all of them the caller's, or ApiError 400."""
+    """The upload keys a run names, all of them the caller's, or ApiError 400.
+
+    A key is what the upload answered (``uploads/<batch>/<path>``); ``uploads/<path>``, as hosted Jetty's own
+    examples write it (``"file_paths": ["uploads/diff.patch"]``), names the org's newest upload of that path."""
     found = dict(Upload.objects.filter(org=principal.org, key__in=request.file_paths).values_list("key", "key"))
-    missing = [k for k in request.file_paths if k not in found]
+    for key in request.file_paths:
+        if key not in found and key.startswith("uploads/"):
+            newest = Upload.objects.filter(org=principal.org, path=key.removeprefix("uploads/")).order_by("-pk")
+            found[key] = newest.values_list("key", flat=True).first() or ""
+    missing = [k for k in request.file_paths if not found.get(k)]
     if missing:
         raise ApiError(
             400, f"Unknown file_paths: {', '.join(missing[:5])}", code="invalid_value", param="jetty.file_paths"
@@ -58,7 +65,7 @@ def resolve_uploads(principal: Principal, request: AgentRequest) -> list[str]:
     missing = [i for i in request.file_ids if i not in by_id]
     if missing:
         raise ApiError(400, f"Unknown files: {', '.join(missing[:5])}", code="invalid_value", param="jetty.files")
-    return list(dict.fromkeys([*request.file_paths, *(by_id[i] for i in request.file_ids)]))
+    return list(dict.fromkeys([*(found[k] for k in request.file_paths), *(by_id[i] for i in request.file_ids)]))
 
 
 def start_agent_run(

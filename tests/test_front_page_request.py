@@ -24,8 +24,8 @@ from .test_workflows import step, workflow
 
 DIFF = b"--- a/app.py\n+++ b/app.py\n@@ -1 +1,2 @@\n-print('hi')\n+print('hello')\n+print('bye')\n"
 
-# The front page's request, word for word. Two things are filled in: `file_paths` names what the upload
-# (`POST /api/v1/sandbox/upload`) answered, and the model is the offline scripted one (see front_page_request()).
+# The front page's request, word for word, but for the model: the offline scripted one (see front_page_request()).
+# `uploads/diff.patch` names the org's newest upload of `diff.patch` (the upload answers `uploads/<batch>/diff.patch`).
 FRONT_PAGE = {
     "model": "claude-sonnet-4-6",
     "messages": [
@@ -155,7 +155,7 @@ def fresh(alice, jetty) -> list[str]:
 
 
 def test_the_front_page_request_runs_and_makes_its_collection_and_task(alice, jetty, worker, fresh):
-    response = post(jetty, alice.token, front_page_request(fresh))
+    response = post(jetty, alice.token, front_page_request(["uploads/diff.patch"]))
     assert response.status_code == 200, response.text
     body = response.json()
     summary = body["jetty"]
@@ -176,11 +176,14 @@ def test_the_front_page_request_runs_and_makes_its_collection_and_task(alice, je
     logs = [(e.seq, e.payload) for e in run.events.filter(kind="log") if "not stored" in e.payload["message"]]
     assert [(seq, payload["level"]) for seq, payload in logs] == [(2, "warning")]  # right after it was queued
     assert_listed_under_the_task(jetty, alice, run)
-    assert run.job.file_paths == fresh
+    assert run.job.file_paths == fresh  # `uploads/diff.patch`: the newest upload of that name
+    newer = upload_diff(jetty, alice.token)
+    again = post(jetty, alice.token, front_page_request(["uploads/diff.patch"], **{"async": True})).json()
+    assert Run.objects.get(public_id=again["id"]).job.file_paths == newer != fresh
 
 
 def test_the_front_page_request_streams(alice, jetty, worker, fresh):
-    body = front_page_request(fresh)
+    body = front_page_request(["uploads/diff.patch"])
     body["stream"] = True
     chunks = []
     with httpx.stream(
@@ -204,7 +207,8 @@ def test_the_front_page_request_streams(alice, jetty, worker, fresh):
 def test_the_front_page_request_runs_async_with_a_webhook(alice, jetty, worker, fresh, receiver):  # noqa: F811
     url, received = receiver
     secret = "whsec-front-page"
-    response = post(jetty, alice.token, front_page_request(fresh, webhook_url=f"{url}/hook", webhook_secret=secret))
+    hook = {"webhook_url": f"{url}/hook", "webhook_secret": secret}
+    response = post(jetty, alice.token, front_page_request(["uploads/diff.patch"], **hook))
     assert response.status_code == 202, response.text
     run_id = response.json()["id"]
     assert response.json()["jetty"]["collection"] == "my-org"  # made before the answer
