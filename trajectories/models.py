@@ -141,10 +141,12 @@ class EventKind(models.TextChoices):
     STEP_END = "step.end"
     JUDGE_VERDICT = "judge.verdict"
     ERROR = "error"
+    CONTRACT_CHECK = "contract.check"
 
 
 class Event(models.Model):
-    """One thing that happened in a run. ``seq`` is gap-free per run, starting at 1."""
+    """One thing that happened in a run. ``seq`` is gap-free per run, starting at 1. Its payload fits its kind's
+    schema (``trajectories.schemas``)."""
 
     run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="events")
     seq = models.PositiveIntegerField()
