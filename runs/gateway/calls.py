@@ -255,8 +255,7 @@ class Call:
             shown = response
         if self.native is not None and response is not None:  # forwarded as sent: the response is the provider's
             chat = None
-            prompt, completion = self.native.usage(response)
-            usage: Any = {"prompt_tokens": prompt, "completion_tokens": completion}
+            usage: Any = self.native.usage(response)
             finish = self.native.finish(response)
         else:
             usage = (chat or {}).get("usage")
