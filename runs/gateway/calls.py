@@ -246,24 +246,24 @@ class Call:
         """The ``model.call`` event: the whole exchange as the client saw it, in the one shape every writer stores
         (``trajectories.schemas.ModelCall``), whichever of the three ways the call went."""
         finished = time.time()
-        wire = "chat" if self.wire is None or self.wire_body is None else self.wire.name
+        client_wire = self.wire if self.wire_body is not None else None  # None: the client speaks chat completions
+        wire = "chat" if client_wire is None else client_wire.name
+        request = (
+            redact_request(self.request.body)
+            if client_wire is None
+            else redact(self.wire_body, settings.JETTY_REDACT_MIN_CHARS)
+        )
+        shown, chat = response, response  # chat: the answer as a chat completion, when it is one
         more: dict[str, Any] = {}
-        if wire == "chat":  # the client speaks chat completions
-            request, shown, chat = redact_request(self.request.body), response, response
-        else:
-            request, chat = redact(self.wire_body, settings.JETTY_REDACT_MIN_CHARS), response
-            shown = response
         if self.native is not None and response is not None:  # forwarded as sent: the response is the provider's
-            chat = None
-            usage: Any = self.native.usage(response)
-            finish = self.native.finish(response)
+            chat, usage, finish = None, self.native.usage(response), self.native.finish(response)
         else:
-            usage = (chat or {}).get("usage")
-            choices = (chat or {}).get("choices") or []
+            usage = (response or {}).get("usage")
+            choices = (response or {}).get("choices") or []
             finish = choices[0].get("finish_reason") if choices else None
-            if wire != "chat" and self.wire is not None and chat is not None:  # translated for the client
-                shown = self.wire.from_chat(chat, self.route.model)
-                more["chat_response"] = chat  # kept too: a replay answers from it in any wire
+            if client_wire is not None and response is not None:  # translated back into the client's wire
+                shown = client_wire.from_chat(response, self.route.model)
+                more["chat_response"] = response  # kept too: a replay answers from it in any wire
         if error:
             more["error"] = error
         if self.replayed is not None:
