@@ -10,6 +10,7 @@ from typing import Any
 from runs.llm import ModelError, complete
 from trajectories.actions import EventRecord, append_events, record_label
 from trajectories.models import Event, LabelSource, Run
+from trajectories.schemas import read_model_call, upgrade
 
 from .models import Rubric
 
@@ -28,29 +29,29 @@ def _cut(value: Any, limit: int = MAX_FIELD_CHARS) -> str:
 
 
 def _model_call(payload: dict[str, Any]) -> str:
-    response = payload.get("response") or {}
-    message = ((response.get("choices") or [{}])[0] or {}).get("message") or {}
+    """What the model answered, whatever wire the call went in."""
+    call = read_model_call(payload)
+    answer = call.answer()
     parts = []
-    if message.get("content"):
-        parts.append(f"said: {_cut(message['content'])}")
-    for call in message.get("tool_calls") or []:
-        function = call.get("function") or {}
-        parts.append(f"asked for tool {function.get('name')}: {_cut(function.get('arguments'), 400)}")
-    return "; ".join(parts) or f"answered ({payload.get('finish_reason') or 'no content'})"
+    if answer.text:
+        parts.append(f"said: {_cut(answer.text)}")
+    for asked in answer.tool_calls:
+        parts.append(f"asked for tool {asked.name}: {_cut(asked.arguments, 400)}")
+    return "; ".join(parts) or f"answered ({call.finish_reason or 'no content'})"
 
 
 def compact_line(event: Event) -> str | None:
     """One event as a line of the transcript a judge reads (None for events that say nothing about the work)."""
-    p = event.payload
+    p = upgrade(event.kind, event.payload)
     match event.kind:
         case "model.call":
             return f"[model {event.model}] {_model_call(p)}"
         case "agent.message":
             return f"[agent] {_cut(p.get('content'))}"
         case "tool.call":
-            return f"[tool call {p.get('name') or p.get('tool')}] {_cut(p.get('arguments') or p.get('input'), 600)}"
+            return f"[tool call {p.get('name')}] {_cut(p.get('arguments'), 600)}"
         case "tool.result":
-            return f"[tool result] {_cut(p.get('output') or p.get('content'), 600)}"
+            return f"[tool result] {_cut(p.get('output'), 600)}"
         case "command":
             return f"[command exit {p.get('exit_code')}] {_cut(p.get('command'), 600)}\n{_cut(p.get('output'), 800)}"
         case "file.change":

@@ -21,6 +21,8 @@ import httpx
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 
+from trajectories import conversations
+
 from .main import Failure, checked, client
 
 FINAL = {"succeeded", "failed", "cancelled", "timed_out"}
@@ -315,18 +317,17 @@ def get_run(run_id: str, ctx: Context) -> dict[str, Any]:
     return run
 
 
-def _answer(response: Any) -> Any:
-    """What a chat completion answered (its text and tool calls); another wire's response as it is."""
-    choices = response.get("choices") if isinstance(response, dict) else None
-    message = choices[0].get("message") if choices and isinstance(choices[0], dict) else None
-    if not isinstance(message, dict):
-        return response
+def _answer(payload: dict[str, Any]) -> Any:
+    """What a model call answered (its text and tool calls), read the same in every wire; a response it cannot
+    read, as it is."""
+    answer = conversations.answer(payload.get("wire") or "chat", payload.get("response"))
+    if answer.empty:
+        return payload.get("response")
     calls = [
-        {"name": (c.get("function") or {}).get("name"), "arguments": (c.get("function") or {}).get("arguments")}
-        for c in message.get("tool_calls") or []
-        if isinstance(c, dict)
+        {"name": c.name, "arguments": c.arguments if isinstance(c.arguments, str) else json.dumps(c.arguments)}
+        for c in answer.tool_calls
     ]
-    return _drop_none(content=message.get("content"), tool_calls=calls or None)
+    return _drop_none(content=answer.text or None, tool_calls=calls or None)
 
 
 def compact_event(event: dict[str, Any], limit: int) -> dict[str, Any]:
@@ -345,7 +346,7 @@ def compact_event(event: dict[str, Any], limit: int) -> dict[str, Any]:
             finish_reason=payload.get("finish_reason"),
             error=payload.get("error"),
         )
-        out["response"] = _clip(_answer(payload.get("response")), limit)
+        out["response"] = _clip(_answer(payload), limit)
     else:
         out["payload"] = _clip(payload, limit)
     return out

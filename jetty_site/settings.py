@@ -452,6 +452,9 @@ JETTY_MAX_UPLOAD_BYTES = env_int("JETTY_MAX_UPLOAD_BYTES", 256 * 1024 * 1024)
 JETTY_ORG_MAX_CONCURRENT_RUNS = env_int("JETTY_ORG_MAX_CONCURRENT_RUNS", 4)
 JETTY_ORG_MAX_QUEUED_RUNS = env_int("JETTY_ORG_MAX_QUEUED_RUNS", 1000)
 JETTY_ORG_MAX_EVENTS_PER_RUN = env_int("JETTY_ORG_MAX_EVENTS_PER_RUN", 100_000)
+# An event a platform writer stores that does not fit its kind's schema (trajectories.schemas): raise (tests, CI),
+# or keep it as a `log` naming the problem and log the error (production: a writer's bug never loses a trajectory).
+JETTY_STRICT_EVENTS = env_bool("JETTY_STRICT_EVENTS", False)
 # One ingest or import body at most this big (413 before it is parsed), at most this many at once per org and web
 # process (429 beyond), and bodies over JETTY_INGEST_OFFLOAD_BYTES are parsed and written in one of
 # JETTY_INGEST_PROCESSES helper processes, never in the web process (its event loop serves every other request).

@@ -16,6 +16,7 @@ from django.conf import settings
 from orgs import outbound
 from orgs.api_errors import ApiError
 from orgs.models import Org, ProviderKey
+from trajectories.schemas import model_call
 
 from .gateway import scripted
 from .gateway.calls import redact_request
@@ -46,6 +47,18 @@ class Answer:
             return json.loads(self.text)
         except ValueError:
             return None
+
+    def model_call(self) -> dict[str, Any]:
+        """The call as a ``model.call`` payload (``trajectories.schemas.ModelCall``)."""
+        return model_call(
+            "chat",
+            self.request,
+            self.response,
+            usage={"prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens},
+            finish_reason=self.finish_reason,
+            status_code=200,
+            stream=False,
+        )
 
     def outputs(self) -> dict[str, Any]:
         return {

@@ -21,6 +21,7 @@ from django.db import transaction
 from orgs.api_errors import ApiError
 from orgs.auth import Principal
 from trajectories.models import FINAL_STATUSES, Run, RunKind
+from trajectories.schemas import read_model_call
 
 from .actions import AgentRequest, start_agent_run
 from .models import Job
@@ -121,11 +122,8 @@ def recorded_calls(source: Run) -> tuple[Recorded, ...]:
     events = source.events.filter(kind="model.call").order_by("seq").only("seq", "payload", "model")
     calls = []
     for index, event in enumerate(events.iterator()):
-        payload = event.payload
-        completion = payload.get("chat_response") if "chat_response" in payload else None
-        if completion is None and "wire" not in payload:
-            completion = payload.get("response")
-        calls.append(Recorded(index, event.seq, payload.get("request") or {}, completion, event.model))
+        call = read_model_call(event.payload)
+        calls.append(Recorded(index, event.seq, call.request or {}, call.completion(), event.model))
     return tuple(calls)
 
 

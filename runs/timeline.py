@@ -22,7 +22,7 @@ from pathlib import Path
 from django.db import transaction
 from django.db.models import F
 
-from trajectories.actions import EventRecord, append_events
+from trajectories.actions import EventRecord, admitted, append_events
 from trajectories.models import Run
 
 from .agents import Agent, WorkspaceWatch, stdout_line
@@ -113,8 +113,9 @@ class Timeline:
     PARSE_ERRORS = (ValueError, TypeError, AttributeError, KeyError, IndexError, RecursionError)
 
     def _line_events(self, line: str, read: float) -> list[EventRecord]:
+        """The events of one line the agent printed, each fitting its kind's schema or kept as a ``log``."""
         try:
-            return self.agent.events(line, read)
+            return admitted(self.agent.events(line, read))
         except self.PARSE_ERRORS as exc:
             logger.info("run %s: a line the %s parser could not read (%s)", self.run_id, self.agent.name, exc)
             return [stdout_line(line, read)]

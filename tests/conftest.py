@@ -56,6 +56,8 @@ def process_env(django_db_setup, django_db_blocker, tmp_path_factory) -> dict[st
             # Counted but out of reach: one test's token may make thousands of requests (the fuzz); the limit
             # itself is tested against a server of its own (test_rate_limits.py).
             "JETTY_RATE_LIMIT_REQUESTS": "1000000000",
+            # A platform writer's event that does not fit its kind's schema fails loudly (trajectories/schemas.py).
+            "JETTY_STRICT_EVENTS": "1",
         }
     )
     return env
@@ -234,6 +236,7 @@ def pytest_configure(config):
     ]
     # Steps and webhooks run in process too: the same receivers are admitted as for the server processes.
     settings.JETTY_OUTBOUND_ALLOW = [servers.RECEIVER_HOST]
+    settings.JETTY_STRICT_EVENTS = True  # as for the server processes (process_env)
 
 
 @pytest.fixture(scope="module")

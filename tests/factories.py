@@ -12,6 +12,12 @@ from trajectories.models import Run
 _counter = itertools.count()
 
 
+def command(text: str, ts: float = 1.0, *, output: str | None = None, exit_code: int | None = 0) -> EventRecord:
+    """A ``command`` event as the adapters record one (``trajectories.schemas.Command``)."""
+    payload = {"command": text, "output": output, "exit_code": exit_code, "ok": exit_code == 0}
+    return EventRecord(kind="command", ts=ts, payload=payload)
+
+
 def make_run(
     org: Org,
     *,

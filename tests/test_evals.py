@@ -15,8 +15,9 @@ from evals.models import Rubric
 from orgs.models import public_code
 from trajectories.actions import EventRecord, RunRecord, record_finished_runs
 from trajectories.models import LabelChange, Run
+from trajectories.schemas import model_call
 
-from .factories import make_run
+from .factories import command, make_run
 from .test_workflows import finished, push, step, workflow
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -52,9 +53,9 @@ def agent_like_run(org) -> Run:
         ]
     }
     events = [
-        EventRecord(kind="model.call", ts=now, payload={"request": {"messages": []}, "response": response}, model="m"),
+        EventRecord(kind="model.call", ts=now, payload=model_call("chat", {"messages": []}, response), model="m"),
         EventRecord(kind="tool.call", ts=now + 1, payload={"name": "bash", "arguments": {"cmd": "ls"}}),
-        EventRecord(kind="command", ts=now + 2, payload={"command": "ls /app", "output": "results\n", "exit_code": 0}),
+        command("ls /app", now + 2, output="results\n"),
         EventRecord(
             kind="file.change", ts=now + 3, payload={"path": "/app/results/a.txt", "action": "created", "size": 3}
         ),

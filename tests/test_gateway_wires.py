@@ -232,7 +232,7 @@ def test_a_tool_call_and_its_answer_translate_both_ways(jetty, alice, providers,
     events = recorded_calls(alice.org, 2)
     assert len(events) == 2
     for event in events:
-        assert event.payload.get("wire") == (None if wire == "chat" else wire)
+        assert event.payload["wire"] == wire
         assert event.payload["stream"] is stream and event.payload["status_code"] == 200
         assert (event.model, event.prompt_tokens, event.completion_tokens) == (model, 11, 7)
     assert events[0].payload["finish_reason"] == "tool_calls"

@@ -14,6 +14,7 @@ from runs.gateway.recorder import Recorder, recover_spool
 from runs.tasks import recover_gateway_spool
 from tests.support import servers
 from trajectories.models import Run
+from trajectories.schemas import model_call
 
 
 def record_for(org: Org, **overrides) -> dict:
@@ -37,7 +38,7 @@ def record_for(org: Org, **overrides) -> dict:
             {
                 "kind": "model.call",
                 "ts": now,
-                "payload": {},
+                "payload": model_call("chat", {}, {}, usage={"prompt_tokens": 1000, "completion_tokens": 100}),
                 "model": "gpt-4o-mini",
                 "provider": "openai",
                 "prompt_tokens": 1000,

@@ -10,13 +10,14 @@ from runs.agents import JettyAgent
 from runs.models import PendingModelCall
 from runs.timeline import Timeline, flush_pending_calls
 from trajectories.models import Run
+from trajectories.schemas import model_call
 
 
 def call(run: Run, ended: float, tokens: int) -> None:
     event = {
         "kind": "model.call",
         "ts": ended - 0.01,
-        "payload": {"response": {"n": tokens}},
+        "payload": model_call("chat", {}, {"n": tokens}, usage={"prompt_tokens": tokens, "completion_tokens": 1}),
         "model": "scripted/default",
         "provider": "scripted",
         "prompt_tokens": tokens,

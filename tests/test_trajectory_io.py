@@ -748,12 +748,25 @@ def test_credentials_are_redacted_from_every_stored_event_and_error(db):
     api, sandbox = "jty_" + "A" * 43, "jrt_" + "b-_" * 15
     append_events(
         run.pk,
-        [EventRecord(kind="command", ts=1.0, payload={"output": f"TOKEN={sandbox}\n", "argv": [api, "jty_short"]})],
+        [
+            EventRecord(
+                kind="command",
+                ts=1.0,
+                payload={
+                    "command": "env",
+                    "output": f"TOKEN={sandbox}\n",
+                    "exit_code": 0,
+                    "ok": True,
+                    "argv": [api, "jty_short"],
+                },
+            )
+        ],
     )
     move_run(run.pk, "running")
     move_run(run.pk, "failed", error_kind="user", error=f"bad {api}")
     stored = list(run.events.order_by("seq").values_list("payload", flat=True))
-    assert stored[0] == {"output": "TOKEN=[secret:run-token]\n", "argv": ["[secret:api-token]", "jty_short"]}
+    assert stored[0]["output"] == "TOKEN=[secret:run-token]\n"
+    assert stored[0]["argv"] == ["[secret:api-token]", "jty_short"]
     assert stored[-1]["error"] == "bad [secret:api-token]"
     run.refresh_from_db()
     assert run.error == "bad [secret:api-token]"

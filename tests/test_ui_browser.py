@@ -10,10 +10,10 @@ import time
 
 import pytest
 
-from tests.factories import make_run
+from tests.factories import command, make_run
 from tests.support.browser import give_password, log_in, screenshot, sign_in
 from tests.test_workflows import push
-from trajectories.actions import EventRecord, append_events
+from trajectories.actions import append_events
 from trajectories.models import Run
 
 pytestmark = pytest.mark.browser
@@ -83,19 +83,14 @@ Take your time.
 
 
 def commands(run: Run, texts: list[str]) -> None:
-    append_events(
-        run.pk, [EventRecord(kind="command", ts=float(i), payload={"command": c}) for i, c in enumerate(texts)]
-    )
+    append_events(run.pk, [command(c, float(i)) for i, c in enumerate(texts)])
 
 
 def long_run(org, n: int) -> Run:
     run = make_run(org, task="long", events=0)
     append_events(
         run.pk,
-        [
-            EventRecord(kind="command", ts=float(i), payload={"command": f"echo step {i}", "output": f"out {i}"})
-            for i in range(1, n + 1)
-        ],
+        [command(f"echo step {i}", float(i), output=f"out {i}") for i in range(1, n + 1)],
     )
     return run
 

@@ -4,7 +4,7 @@ a plotly chart drawn from the locally served plotly.js, and another org's queue 
 from __future__ import annotations
 
 from evals.actions import create_queue, submit_review
-from tests.factories import make_rubric, make_run
+from tests.factories import command, make_rubric, make_run
 from tests.support.browser import screenshot, sign_in
 from trajectories.actions import EventRecord, append_events, record_label
 from trajectories.models import Label
@@ -18,8 +18,8 @@ def reviewed_queue(tenant):
         append_events(
             run.pk,
             [
-                EventRecord(kind="command", ts=1.0, payload={"command": f"write essay {i}", "output": "done"}),
-                EventRecord(kind="agent.message", ts=2.0, payload={"text": f"Here is essay {i}."}),
+                command(f"write essay {i}", 1.0, output="done"),
+                EventRecord(kind="agent.message", ts=2.0, payload={"content": f"Here is essay {i}."}),
             ],
         )
         runs.append(run)

@@ -12,7 +12,7 @@ from django.test import Client
 from evals.actions import ADJUDICATED
 from evals.models import LabelQueue
 from tests.conftest import api_for
-from tests.factories import make_rubric, make_run
+from tests.factories import command, make_rubric, make_run
 from trajectories.actions import EventRecord, append_events
 from trajectories.models import Label, LabelChange
 
@@ -82,9 +82,9 @@ def test_an_event_queue_has_one_item_per_event_of_the_kind(alice, rubric):
     append_events(
         run.pk,
         [
-            EventRecord(kind="command", ts=1.0, payload={"command": "ls", "output": "a b"}),
+            command("ls", 1.0, output="a b"),
             EventRecord(kind="log", ts=2.0, payload={"message": "hi"}),
-            EventRecord(kind="command", ts=3.0, payload={"command": "cat a", "output": "secret plan"}),
+            command("cat a", 3.0, output="secret plan"),
         ],
     )
     client = signed_in(alice.owner)

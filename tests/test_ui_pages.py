@@ -10,9 +10,10 @@ from django.test import Client
 
 from orgs.models import Collection, Membership, Role
 from runs.models import Task, TaskVersion
-from tests.factories import STORED_RUNBOOK, make_run
+from tests.factories import STORED_RUNBOOK, command, make_run
 from trajectories.actions import EventRecord, append_events, record_label
 from trajectories.models import Run
+from trajectories.schemas import model_call
 
 
 def signed_in(user) -> Client:
@@ -30,10 +31,7 @@ def long_run(alice) -> Run:
     run = make_run(alice.org, task="long", events=0)
     append_events(
         run.pk,
-        [
-            EventRecord(kind="command", ts=1.0 + i, payload={"command": f"echo step {i}", "output": f"line {i}"})
-            for i in range(1, 1001)
-        ],
+        [command(f"echo step {i}", 1.0 + i, output=f"line {i}") for i in range(1, 1001)],
     )
     run.refresh_from_db()
     return run
@@ -73,7 +71,7 @@ def test_runs_table_filters_by_label_date_and_event_text(alice):
     make_run(alice.org, task="t")
     record_label(graded, "eval.pass", True, source="human", author="acme-owner")
     searched = make_run(alice.org, task="t", events=0)
-    append_events(searched.pk, [EventRecord(kind="command", ts=1.0, payload={"command": "grep needle-42 file"})])
+    append_events(searched.pk, [command("grep needle-42 file")])
     client = signed_in(alice.owner)
     assert re.findall(r'data-run="(\w+)"', client.get("/runs/?label=eval.pass=true").content.decode()) == [
         graded.public_id
@@ -155,10 +153,15 @@ def test_event_detail_shows_a_model_call_and_an_edit_diff(alice):
                 completion_tokens=3,
                 cost_usd=0.0,
                 latency_ms=5,
-                payload={
-                    "request": {"messages": [{"role": "user", "content": "fix the bug please"}]},
-                    "response": {"choices": [{"message": {"role": "assistant", "content": "on it"}}]},
-                },
+                payload=model_call(
+                    "chat",
+                    {"messages": [{"role": "user", "content": "fix the bug please"}]},
+                    {"choices": [{"message": {"role": "assistant", "content": "on it"}}]},
+                    usage={"prompt_tokens": 12, "completion_tokens": 3},
+                    finish_reason="stop",
+                    status_code=200,
+                    stream=False,
+                ),
             ),
             EventRecord(
                 kind="tool.call",
@@ -178,9 +181,7 @@ def test_event_detail_shows_a_model_call_and_an_edit_diff(alice):
 def test_compare_marks_the_first_divergence(alice):
     def agent_run(commands: list[str]) -> Run:
         run = make_run(alice.org, task="same", events=0)
-        append_events(
-            run.pk, [EventRecord(kind="command", ts=float(i), payload={"command": c}) for i, c in enumerate(commands)]
-        )
+        append_events(run.pk, [command(c, float(i)) for i, c in enumerate(commands)])
         return run
 
     a = agent_run(["ls", "cat a", "pytest", "git diff"])

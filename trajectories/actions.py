@@ -21,6 +21,7 @@ from django.db import transaction
 from orgs.models import Org
 from orgs.redaction import storable
 
+from . import schemas
 from .models import Artifact, BlobOwnership, Event, EventKind, Label, LabelChange, Run, RunQuerySet
 
 logger = logging.getLogger(__name__)
@@ -89,11 +90,28 @@ class RunRecord:
         return cls(**{**data, "events": events})
 
 
+def admitted(events: list[EventRecord]) -> list[EventRecord]:
+    """Events from an untrusted source (an agent's output) as they may be stored: each upgraded to today's shape,
+    or kept as a ``log`` naming the problem when it does not fit its kind's schema (``schemas.admit``)."""
+    for event in events:
+        event.kind, event.payload = schemas.admit(event.kind, event.payload)
+    return events
+
+
+def _checked(events: list[EventRecord], where: str) -> list[EventRecord]:
+    """A platform writer's events, each checked against its kind's schema (``schemas.on_append``)."""
+    for event in events:
+        event.kind, event.payload = schemas.on_append(event.kind, event.payload, where)
+    return events
+
+
 def record_finished_runs(records: list[RunRecord]) -> int:
     """Store finished runs and their events; idempotent on ``public_id``. Returns how many were new."""
     if not records:
         return 0
     unique = {r.public_id: r for r in records}
+    for record in unique.values():
+        _checked(record.events, f"run {record.public_id}")
     with transaction.atomic():
         existing = set(Run.objects.filter(public_id__in=list(unique)).values_list("public_id", flat=True))
         fresh = [r for r in unique.values() if r.public_id not in existing]
@@ -155,7 +173,8 @@ def _event_row(run: Run, seq: int, e: EventRecord) -> Event:
 
 
 def append_events(run_id: int, events: list[EventRecord]) -> int:
-    """Append events to a run in order, with gap-free sequence numbers. Returns the newest seq.
+    """Append events to a run in order, with gap-free sequence numbers. Returns the newest seq. Each must fit its
+    kind's schema (``trajectories.schemas``: what happens when one does not is said there).
 
     A run keeps at most ``JETTY_ORG_MAX_EVENTS_PER_RUN`` of these events: past it they are dropped and counted
     (``Run.events_dropped``), and the first drop leaves one ``log`` event saying so. The run goes on (its state
@@ -163,6 +182,7 @@ def append_events(run_id: int, events: list[EventRecord]) -> int:
     """
     if not events:
         return Run.objects.filter(pk=run_id).values_list("last_seq", flat=True).get()
+    _checked(events, f"run {run_id}")
     with transaction.atomic():
         run = Run.objects.select_for_update().only("id", "last_seq", "events_dropped").get(pk=run_id)
         kept, dropped = _within_event_limit(run, events)
@@ -213,8 +233,9 @@ def move_run(
         state = {"status": status, **({"error": error} if error else {}), **payload}
         if error_code:
             state["error_code"] = error_code
+        kind, state = schemas.on_append(EventKind.RUN_STATE, state, f"run {run.public_id}")
         seq = run.last_seq + 1
-        Event.objects.create(run=run, seq=seq, kind="run.state", ts=_ts(time.time()), payload=state)
+        Event.objects.create(run=run, seq=seq, kind=kind, ts=_ts(time.time()), payload=state)
         Run.objects.filter(pk=run_id).update(last_seq=seq)
         run.last_seq = seq
         notify_run(run_id)

@@ -15,6 +15,7 @@ from typing import Any
 
 from .models import Artifact, Event, Run
 from .present import diff_lines, signature
+from .schemas import read_model_call, upgrade
 
 STEP_KINDS = ("agent.message", "tool.call", "command", "file.change", "step.end")
 MAX_STEPS = 2000
@@ -79,13 +80,11 @@ class Comparison:
 
 def final_output(run: Run) -> str:
     """What the run answered: its last message (an agent's, or a chat run's model answer)."""
-    from .present import _content, response_message
-
     message = run.events.filter(kind="agent.message").order_by("-seq").first()
     if message is not None:
-        return str(message.payload.get("content") or message.payload.get("text") or "")
+        return str(upgrade(message.kind, message.payload).get("content") or "")
     call = run.events.filter(kind="model.call").order_by("-seq").first()
-    return _content(response_message(call.payload)) if call is not None else ""
+    return read_model_call(call.payload).answer().text if call is not None else ""
 
 
 def _score(run: Run) -> tuple[float | None, bool | None]:

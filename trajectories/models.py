@@ -151,7 +151,8 @@ class EventKind(models.TextChoices):
 
 
 class Event(models.Model):
-    """One thing that happened in a run. ``seq`` is gap-free per run, starting at 1."""
+    """One thing that happened in a run. ``seq`` is gap-free per run, starting at 1. Its payload fits its kind's
+    schema (``trajectories.schemas``)."""
 
     run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="events")
     seq = models.PositiveIntegerField()

@@ -1,8 +1,8 @@
 """How events read in the web UI: a one-line title and a short preview per event, and the full detail of one.
 
 Kept apart from the views so the timeline, the search hits, the compare view and the labelling queue all say the
-same thing about an event. Payload shapes differ by agent; each reader looks for the usual keys and falls back to
-the JSON.
+same thing about an event. Payloads are read through their kind's schema (``trajectories.schemas``): a model call's
+conversation reads the same in every wire, and older rows read as today's.
 """
 
 from __future__ import annotations
@@ -12,7 +12,9 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from .conversations import Message
 from .models import Event
+from .schemas import read_model_call, upgrade
 
 PREVIEW_CHARS = 400
 
@@ -29,51 +31,46 @@ def _cut(text: str, limit: int = PREVIEW_CHARS) -> str:
     return text if len(text) <= limit else text[:limit] + f" … ({len(text) - limit:,} more characters)"
 
 
-def _content(message: dict[str, Any]) -> str:
-    content = message.get("content")
-    if isinstance(content, list):  # OpenAI content parts
-        return "\n".join(_text(part.get("text", part)) if isinstance(part, dict) else _text(part) for part in content)
-    return _text(content)
-
-
-def response_message(payload: dict[str, Any]) -> dict[str, Any]:
-    response = payload.get("response") or {}
-    choices = response.get("choices") if isinstance(response, dict) else None
-    if choices and isinstance(choices[0], dict):
-        return choices[0].get("message") or {}
-    return {}
-
-
-def tool_name(payload: dict[str, Any]) -> str:
-    return str(payload.get("name") or payload.get("tool") or "")
+def _payload(event: Event) -> dict[str, Any]:
+    """The event's payload in today's shape (older rows and agents' own names for fields read the same)."""
+    payload = upgrade(event.kind, event.payload)
+    return payload if isinstance(payload, dict) else {}
 
 
 def tool_arguments(payload: dict[str, Any]) -> Any:
-    for key in ("arguments", "input", "args"):
-        if key in payload:
-            value = payload[key]
-            if isinstance(value, str):
-                try:
-                    return json.loads(value)
-                except ValueError:
-                    return value
+    value = payload.get("arguments")
+    if isinstance(value, str):
+        try:
+            return json.loads(value)
+        except ValueError:
             return value
-    return None
+    return value
+
+
+def _asks(message: Message, limit: int = 200) -> str:
+    """The tools a message asks for, a line each."""
+    return "".join(f"\n→ {c.name}({_cut(_text(c.arguments, indent=None), limit)})" for c in message.tool_calls)
+
+
+def _said(message: Message) -> str:
+    """A message of a model call's conversation as text: what it says, its thoughts, the tools it asks for."""
+    thinking = f"(thinking) {message.thinking}\n" if message.thinking else ""
+    return (thinking + message.text + _asks(message)).strip()
 
 
 def title(event: Event) -> str:
     """What the event is, in a few words."""
-    p = event.payload
+    p = _payload(event)
     match event.kind:
         case "model.call":
-            message = response_message(p)
-            calls = [c.get("function", {}).get("name") for c in message.get("tool_calls") or []]
-            what = f"asks for {', '.join(filter(None, calls))}" if calls else (p.get("finish_reason") or "answers")
+            call = read_model_call(p)
+            calls = [c.name for c in call.answer().tool_calls]
+            what = f"asks for {', '.join(filter(None, calls))}" if calls else (call.finish_reason or "answers")
             return f"{event.model or p.get('model', '')} {what}"
         case "tool.call":
-            return f"calls {tool_name(p)}"
+            return f"calls {p.get('name', '')}"
         case "tool.result":
-            return f"result of {tool_name(p)}" if tool_name(p) else "tool result"
+            return f"result of {p['name']}" if p.get("name") else "tool result"
         case "command":
             if p.get("blocked"):
                 return "a command the agent's CLI refused to run"
@@ -94,21 +91,17 @@ def title(event: Event) -> str:
 
 def preview(event: Event) -> str:
     """A few lines of what the event said or did."""
-    p = event.payload
+    p = _payload(event)
     match event.kind:
         case "model.call":
-            message = response_message(p)
-            text = _content(message)
-            for call in message.get("tool_calls") or []:
-                function = call.get("function") or {}
-                text += f"\n→ {function.get('name')}({_cut(_text(function.get('arguments')), 200)})"
-            return _cut(text.strip())
+            answer = read_model_call(p).answer()
+            return _cut((answer.text + _asks(answer)).strip())
         case "agent.message":
-            return _cut(_text(p.get("content") or p.get("text")))
+            return _cut(_text(p.get("content")))
         case "tool.call":
             return _cut(_text(tool_arguments(p), indent=None))
         case "tool.result":
-            return _cut(_text(p.get("output") if "output" in p else p.get("content")))
+            return _cut(_text(p.get("output")))
         case "command":
             return _cut(f"$ {_text(p.get('command'))}\n{_text(p.get('output'))}".strip())
         case "file.change":
@@ -128,20 +121,19 @@ def preview(event: Event) -> str:
 
 def signature(event: Event) -> str:
     """What the event did, without when or how long: two runs that took the same step have equal signatures."""
-    p = event.payload
+    p = _payload(event)
     match event.kind:
         case "tool.call":
-            return f"tool.call:{tool_name(p)}:{_cut(_text(tool_arguments(p)), 200)}"
+            return f"tool.call:{p.get('name', '')}:{_cut(_text(tool_arguments(p)), 200)}"
         case "command":
             return f"command:{_cut(_text(p.get('command')), 200)}"
         case "file.change":
             return f"file:{p.get('action')}:{p.get('path')}"
         case "agent.message":
-            return f"message:{_cut(_text(p.get('content') or p.get('text')), 200)}"
+            return f"message:{_cut(_text(p.get('content')), 200)}"
         case "model.call":
-            message = response_message(p)
-            calls = [c.get("function", {}).get("name") for c in message.get("tool_calls") or []]
-            return f"model:{','.join(filter(None, calls)) or _cut(_content(message), 200)}"
+            answer = read_model_call(p).answer()
+            return f"model:{','.join(filter(None, (c.name for c in answer.tool_calls))) or _cut(answer.text, 200)}"
         case "step.start" | "step.end":
             return f"{event.kind}:{p.get('step')}"
     return event.kind
@@ -186,7 +178,7 @@ def _edit_diff(arguments: Any) -> list[tuple[str, str]]:
 def detail(event: Event, limit: int = 200_000) -> Detail:
     """The full event: a model call's request and response with tokens and cost, a tool call's arguments and
     output, a command's output, a file change's diff."""
-    p, out = event.payload, Detail()
+    p, out = _payload(event), Detail()
     if event.kind == "model.call":
         out.figures = {
             "model": event.model,
@@ -196,24 +188,24 @@ def detail(event: Event, limit: int = 200_000) -> Detail:
             "cost (USD)": event.cost_usd,
             "latency (ms)": event.latency_ms,
         }
-        request = p.get("request") or {}
-        for message in (request.get("messages") if isinstance(request, dict) else None) or []:
-            if isinstance(message, dict):
-                out.sections.append((f"request · {message.get('role', '?')}", _cut(_content(message), limit)))
-        message = response_message(p)
-        if message:
-            out.sections.append(("response", _cut(_content(message), limit)))
-            for call in message.get("tool_calls") or []:
-                function = call.get("function") or {}
-                out.sections.append((f"asks for {function.get('name')}", _cut(_text(function.get("arguments")), limit)))
-        elif p.get("response") is not None:
-            out.sections.append(("response", _cut(_text(p.get("response")), limit)))
-        if p.get("error"):
-            out.sections.append(("error", _cut(_text(p["error"]), limit)))
+        call = read_model_call(p)
+        for message in call.messages():
+            out.sections.append((f"request · {message.role}", _cut(_said(message), limit)))
+        answer = call.answer()
+        if not answer.empty:
+            if answer.thinking:
+                out.sections.append(("thinking", _cut(answer.thinking, limit)))
+            out.sections.append(("response", _cut(answer.text, limit)))
+            for asked in answer.tool_calls:
+                out.sections.append((f"asks for {asked.name}", _cut(_text(asked.arguments), limit)))
+        elif call.response is not None:
+            out.sections.append(("response", _cut(_text(call.response), limit)))
+        if call.error:
+            out.sections.append(("error", _cut(call.error, limit)))
         return out
     if event.kind == "tool.call":
         arguments = tool_arguments(p)
-        out.sections.append((f"{tool_name(p)} arguments", _cut(_text(arguments), limit)))
+        out.sections.append((f"{p.get('name', '')} arguments", _cut(_text(arguments), limit)))
         out.diff = _edit_diff(arguments)
     elif event.kind == "command":
         out.sections.append(("command", _text(p.get("command"))))

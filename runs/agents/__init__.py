@@ -85,7 +85,9 @@ class Agent(ABC):
 
     @abstractmethod
     def events(self, line: str, ts: float) -> list[EventRecord]:
-        """Trajectory events for one line the agent printed (a final answer it carries goes to ``final``)."""
+        """Trajectory events for one line the agent printed (a final answer it carries goes to ``final``). The line
+        is hostile: the caller admits them (``trajectories.actions.admitted``), keeping one that does not fit its
+        kind's schema as a ``log``."""
 
 
 class JettyAgent(Agent):
@@ -130,6 +132,12 @@ class JettyAgent(Agent):
         if kind == "final":
             self.final = sanitise(str(data.get("content") or ""))
             return []
+        if kind in ("command", "tool_result") and "ok" not in data:  # the script reports only the exit code
+            code = data.get("exit_code")
+            data["ok"] = type(code) is int and code == 0
+        if kind == "command":
+            data.setdefault("output", None)
+            data.setdefault("exit_code", None)
         return [EventRecord(kind=self.KINDS.get(kind, "log"), ts=ts, payload=sanitise(data))]
 
 

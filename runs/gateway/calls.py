@@ -10,6 +10,7 @@ from django.conf import settings
 
 from orgs.api_errors import ApiError
 from orgs.models import public_code
+from trajectories.schemas import model_call
 
 from .routing import Caller, Route
 
@@ -243,50 +244,52 @@ class Call:
     replayed: dict[str, Any] | None = None  # answered from a recording: which run and call
 
     def model_call_event(self, response: dict[str, Any] | None, *, status_code: int, error: str = "") -> dict:
-        """The ``model.call`` event: the whole exchange as the gateway saw it."""
+        """The ``model.call`` event: the whole exchange as the client saw it, in the one shape every writer stores
+        (``trajectories.schemas.ModelCall``), whichever of the three ways the call went."""
         finished = time.time()
-        usage = (response or {}).get("usage") or {}
-        choices = (response or {}).get("choices") or []
-        finish = choices[0].get("finish_reason") if choices else None
-        chat_response = None
-        if self.wire is None or self.wire_body is None:
-            request, shown = redact_request(self.request.body), response
-        elif self.native is not None:  # the response is the provider's own
-            request, shown = redact(self.wire_body, settings.JETTY_REDACT_MIN_CHARS), response
-            prompt, completion = self.native.usage(response or {})
-            usage = {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
-            finish = self.native.finish(response or {})
+        client_wire = self.wire if self.wire_body is not None else None  # None: the client speaks chat completions
+        wire = "chat" if client_wire is None else client_wire.name
+        request = (
+            redact_request(self.request.body)
+            if client_wire is None
+            else redact(self.wire_body, settings.JETTY_REDACT_MIN_CHARS)
+        )
+        shown, chat = response, response  # chat: the answer as a chat completion, when it is one
+        more: dict[str, Any] = {}
+        if self.native is not None and response is not None:  # forwarded as sent: the response is the provider's
+            chat, usage, finish = None, self.native.usage(response), self.native.finish(response)
         else:
-            request = redact(self.wire_body, settings.JETTY_REDACT_MIN_CHARS)
-            shown = None if response is None else self.wire.from_chat(response, self.route.model)
-            chat_response = response  # kept too: a replay answers from it in any wire
-        payload = {
-            "request": request,
-            "response": shown,
-            "finish_reason": finish,
-            "usage": usage or None,
-            "status_code": status_code,
-            "stream": self.request.stream,
-            "upstream_model": (response or {}).get("model") or self.route.upstream_model,
-            "ttfb_ms": None if self.first_byte is None else round((self.first_byte - self.started) * 1000, 2),
-        }
+            usage = (response or {}).get("usage")
+            choices = (response or {}).get("choices") or []
+            finish = choices[0].get("finish_reason") if choices else None
+            if client_wire is not None and response is not None:  # translated back into the client's wire
+                shown = client_wire.from_chat(response, self.route.model)
+                more["chat_response"] = response  # kept too: a replay answers from it in any wire
         if error:
-            payload["error"] = error
-        if self.wire is not None:
-            payload["wire"] = self.wire.name
-            if chat_response is not None:
-                payload["chat_response"] = chat_response
-        if self.replayed is not None:  # no provider was asked: no tokens spent
-            payload["replayed_from"] = self.replayed
-            usage = {}
+            more["error"] = error
+        if self.replayed is not None:
+            more["replayed_from"] = self.replayed
+        payload = model_call(
+            wire,
+            request,
+            shown,
+            usage=usage,
+            finish_reason=finish,
+            status_code=status_code,
+            stream=self.request.stream,
+            upstream_model=(chat or response or {}).get("model") or self.route.upstream_model,
+            ttfb_ms=None if self.first_byte is None else round((self.first_byte - self.started) * 1000, 2),
+            **more,
+        )
+        counted = payload["usage"] if self.replayed is None else None  # answered from a recording: nothing spent
         return {
             "kind": "model.call",
             "ts": self.started,
             "payload": payload,
             "model": self.route.model,
             "provider": "replay" if self.replayed is not None else self.route.provider,
-            "prompt_tokens": int(usage.get("prompt_tokens") or 0),
-            "completion_tokens": int(usage.get("completion_tokens") or 0),
+            "prompt_tokens": (counted or {}).get("prompt_tokens", 0),
+            "completion_tokens": (counted or {}).get("completion_tokens", 0),
             "cost_usd": None,
             "latency_ms": int((finished - self.started) * 1000),
         }

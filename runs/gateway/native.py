@@ -22,6 +22,7 @@ from django.conf import settings
 
 from orgs import outbound
 from orgs.api_errors import ApiError
+from trajectories.schemas import finish_reason
 
 from .calls import Call
 from .exchange import WireExchange
@@ -38,13 +39,9 @@ class Native:
     url: Callable[[str, str, bool, str], str]  # (api base, upstream model, stream, client query) -> URL
     headers: Callable[[str, dict[str, str]], dict[str, str]]  # (key, client headers) -> upstream headers
     body: Callable[[Json, str], Json]  # (client body, upstream model) -> upstream body
-    usage: Callable[[Json], tuple[int, int]]  # whole response -> (prompt, completion) tokens
+    usage: Callable[[Json], Any]  # whole response -> its usage, in the wire's own shape (``schemas.usage_of`` reads it)
     finish: Callable[[Json], str | None]  # in chat completions' terms
     assemble: Callable[[list[Json]], Json]  # the stream's events -> the whole response
-
-
-ANTHROPIC_FINISH = {"end_turn": "stop", "stop_sequence": "stop", "tool_use": "tool_calls", "max_tokens": "length"}
-GEMINI_FINISH = {"STOP": "stop", "MAX_TOKENS": "length", "SAFETY": "content_filter", "RECITATION": "content_filter"}
 
 
 def _gemini_finish(response: Json) -> str | None:
@@ -52,16 +49,7 @@ def _gemini_finish(response: Json) -> str | None:
     candidate = (response.get("candidates") or [{}])[0]
     if any("functionCall" in part for part in (candidate.get("content") or {}).get("parts") or []):
         return "tool_calls"
-    reason = candidate.get("finishReason")
-    return GEMINI_FINISH.get(reason, reason) if reason else None
-
-
-def _anthropic_usage(response: Json) -> tuple[int, int]:
-    usage = response.get("usage") or {}
-    prompt = sum(
-        int(usage.get(k) or 0) for k in ("input_tokens", "cache_read_input_tokens", "cache_creation_input_tokens")
-    )
-    return prompt, int(usage.get("output_tokens") or 0)
+    return finish_reason(candidate.get("finishReason"))
 
 
 def _anthropic_assemble(events: list[Json]) -> Json:
@@ -105,11 +93,6 @@ def _gemini_assemble(events: list[Json]) -> Json:
     }
 
 
-def _gemini_usage(response: Json) -> tuple[int, int]:
-    usage = response.get("usageMetadata") or {}
-    return int(usage.get("promptTokenCount") or 0), int(usage.get("candidatesTokenCount") or 0)
-
-
 ANTHROPIC = Native(
     provider="anthropic",
     default_base="https://api.anthropic.com",
@@ -121,8 +104,8 @@ ANTHROPIC = Native(
         **({"anthropic-beta": client["anthropic-beta"]} if "anthropic-beta" in client else {}),
     },
     body=lambda body, model: {**body, "model": model},
-    usage=_anthropic_usage,
-    finish=lambda response: ANTHROPIC_FINISH.get(response.get("stop_reason") or "", response.get("stop_reason")),
+    usage=lambda response: response.get("usage"),
+    finish=lambda response: finish_reason(response.get("stop_reason")),
     assemble=_anthropic_assemble,
 )
 GEMINI = Native(
@@ -134,7 +117,7 @@ GEMINI = Native(
     ),
     headers=lambda key, _client: {"x-goog-api-key": key},
     body=lambda body, _model: body,
-    usage=_gemini_usage,
+    usage=lambda response: response.get("usageMetadata"),
     finish=_gemini_finish,
     assemble=_gemini_assemble,
 )
@@ -154,11 +137,6 @@ def _responses_finish(response: Json) -> str | None:
     return "stop" if response.get("status") == "completed" else response.get("status")
 
 
-def _responses_usage(response: Json) -> tuple[int, int]:
-    usage = response.get("usage") or {}
-    return int(usage.get("input_tokens") or 0), int(usage.get("output_tokens") or 0)
-
-
 RESPONSES = Native(
     provider="openai",
     default_base="https://api.openai.com/v1",
@@ -166,7 +144,7 @@ RESPONSES = Native(
     url=lambda base, _model, _stream, _query: f"{base.rstrip('/')}/responses",
     headers=lambda key, _client: {"authorization": f"Bearer {key}"},
     body=lambda body, model: {**body, "model": model},
-    usage=_responses_usage,
+    usage=lambda response: response.get("usage"),
     finish=_responses_finish,
     assemble=_responses_assemble,
 )

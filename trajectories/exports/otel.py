@@ -21,7 +21,9 @@ from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
 from orgs import outbound
 
+from ..conversations import Message
 from ..models import Event, Run, RunKind, RunStatus
+from ..schemas import read_model_call
 from .jetty import dumps, events_of
 
 # litellm's provider names, as the GenAI conventions name them (others pass through as they are).
@@ -110,28 +112,44 @@ def _clean(attributes: dict[str, Any]) -> dict[str, Any]:
     return {k: _attr(v) for k, v in attributes.items() if v is not None and v != ""}
 
 
+def _genai_message(message: Message, finish_reason: str | None = None) -> dict[str, Any]:
+    """A message in the GenAI conventions' shape (``{role, parts: [{type, …}]}``)."""
+    parts: list[dict[str, Any]] = []
+    if message.thinking:
+        parts.append({"type": "reasoning", "content": message.thinking})
+    if message.role == "tool":
+        parts.append({"type": "tool_call_response", "id": message.tool_call_id, "response": message.text})
+    elif message.text:
+        parts.append({"type": "text", "content": message.text})
+    for call in message.tool_calls:
+        parts.append({"type": "tool_call", "id": call.id, "name": call.name, "arguments": call.arguments})
+    out: dict[str, Any] = {"role": message.role, "parts": parts}
+    if finish_reason:
+        out["finish_reason"] = finish_reason
+    return out
+
+
 def _model_call_attributes(run: Run, event: Event, include_content: bool) -> dict[str, Any]:
-    payload = event.payload or {}
-    request: dict[str, Any] = payload["request"] if isinstance(payload.get("request"), dict) else {}
-    response: dict[str, Any] = payload["response"] if isinstance(payload.get("response"), dict) else {}
+    call = read_model_call(event.payload)
+    request, response = call.request or {}, call.response or {}
     provider = provider_name(event.provider, event.model or run.model)
     attributes: dict[str, Any] = {
         gen_ai.GEN_AI_OPERATION_NAME: gen_ai.GenAiOperationNameValues.CHAT.value,
         gen_ai.GEN_AI_PROVIDER_NAME: provider,
         gen_ai.GEN_AI_SYSTEM: provider,
         gen_ai.GEN_AI_REQUEST_MODEL: event.model or request.get("model") or run.model,
-        gen_ai.GEN_AI_RESPONSE_MODEL: payload.get("upstream_model") or response.get("model"),
-        gen_ai.GEN_AI_RESPONSE_ID: response.get("id"),
+        gen_ai.GEN_AI_RESPONSE_MODEL: call.upstream_model or response.get("model") or response.get("modelVersion"),
+        gen_ai.GEN_AI_RESPONSE_ID: response.get("id") or response.get("responseId"),
         gen_ai.GEN_AI_USAGE_INPUT_TOKENS: event.prompt_tokens,
         gen_ai.GEN_AI_USAGE_OUTPUT_TOKENS: event.completion_tokens,
         gen_ai.GEN_AI_CONVERSATION_ID: run.public_id,
         "jetty.event.seq": event.seq,
         "jetty.cost_usd": float(event.cost_usd) if event.cost_usd is not None else None,
         "jetty.latency_ms": event.latency_ms,
-        "jetty.wire": payload.get("wire"),
+        "jetty.wire": call.wire,
     }
-    if payload.get("finish_reason"):
-        attributes[gen_ai.GEN_AI_RESPONSE_FINISH_REASONS] = [str(payload["finish_reason"])]
+    if call.finish_reason:
+        attributes[gen_ai.GEN_AI_RESPONSE_FINISH_REASONS] = [call.finish_reason]
     for key, name in REQUEST_ATTRIBUTES.items():
         if isinstance(request.get(key), (int, float, bool)):
             attributes[name] = request[key]
@@ -139,14 +157,13 @@ def _model_call_attributes(run: Run, event: Event, include_content: bool) -> dic
         stop = request["stop"]
         attributes[gen_ai.GEN_AI_REQUEST_STOP_SEQUENCES] = [stop] if isinstance(stop, str) else [str(s) for s in stop]
     if include_content:
-        messages = request.get("messages", request.get("input", request.get("contents")))
-        attributes[gen_ai.GEN_AI_INPUT_MESSAGES] = messages
-        attributes[gen_ai.GEN_AI_OUTPUT_MESSAGES] = response.get(
-            "choices", response.get("content", response.get("output", response.get("candidates")))
-        )
+        attributes[gen_ai.GEN_AI_INPUT_MESSAGES] = [_genai_message(m) for m in call.messages()] or None
+        answer = call.answer()
+        output = None if answer.empty else [_genai_message(answer, call.finish_reason)]
+        attributes[gen_ai.GEN_AI_OUTPUT_MESSAGES] = output
         attributes[gen_ai.GEN_AI_TOOL_DEFINITIONS] = request.get("tools")
-    if payload.get("error") or int(payload.get("status_code") or 200) >= 400:
-        attributes[error_attributes.ERROR_TYPE] = str(payload.get("status_code") or "error")
+    if call.error or (call.status_code or 200) >= 400:
+        attributes[error_attributes.ERROR_TYPE] = str(call.status_code or "error")
     return _clean(attributes)
 
 

@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ..models import EventKind, RunKind, RunStatus
+from ..schemas import model_call
 from .common import (
     BadImport,
     ImportedRun,
@@ -130,9 +131,7 @@ def parse_atif(doc: dict[str, Any], *, task: str = "") -> tuple[list[ImportedRun
         call_payload = {
             "source": "atif",
             "model_name": step.get("model_name"),
-            "response": {k: v for k, v in response.items() if v not in (None, [], "")},
             "reasoning_effort": step.get("reasoning_effort"),
-            "usage": {k: metrics[k] for k in ("prompt_tokens", "completion_tokens", "cached_tokens") if k in metrics},
             "metrics": {k: v for k, v in metrics.items() if k not in ("prompt_tokens", "completion_tokens", "cost_usd")}
             | ({"unmapped": metric_extra} if metric_extra else {}),
             **common,
@@ -140,7 +139,13 @@ def parse_atif(doc: dict[str, Any], *, task: str = "") -> tuple[list[ImportedRun
         stream.add(
             EventKind.MODEL_CALL,
             ts,
-            {k: v for k, v in call_payload.items() if v not in (None, {}, [])},
+            model_call(
+                "atif",
+                None,  # ATIF keeps what the agent answered, not what it was asked
+                {k: v for k, v in response.items() if v not in (None, [], "")},
+                usage={k: metrics[k] for k in ("prompt_tokens", "completion_tokens") if k in metrics},
+                **{k: v for k, v in call_payload.items() if v not in (None, {}, [])},
+            ),
             span=span,
             model=step_model,
             provider=step_model.split("/", 1)[0] if "/" in step_model else "",

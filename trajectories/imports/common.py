@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from .. import schemas
 from ..actions import EventRecord, RunRecord
 from ..models import EventKind
 
@@ -176,8 +177,16 @@ class Stream:
     def add(
         self, kind: str, ts: float, payload: dict[str, Any], *, at: int | None = None, **fields: Any
     ) -> EventRecord:
+        """Add an event, in today's shape (``schemas.upgrade``); one that does not fit its kind's schema (a value of
+        the wrong type in the source) is kept as a ``log`` naming the problem, and reported."""
+        position = len(self.events) if at is None else at
+        payload = schemas.upgrade(kind, payload)
+        found = schemas.problem(kind, payload)
+        if found is not None:
+            self.report.add(f"a {kind} event", found, f"log event {position + 1}")
+            kind, payload = EventKind.LOG, schemas.as_log(kind, payload, found)
         event = EventRecord(kind=kind, ts=ts, payload=payload, **fields)
-        self.events.insert(len(self.events) if at is None else at, event)
+        self.events.insert(position, event)
         return event
 
     def keep(self, where: str, what: str, ts: float, raw: Any, source: str, span: str = "") -> None:

@@ -12,6 +12,7 @@ from typing import Any
 from django.conf import settings
 
 from ..models import EventKind, LabelSource, RunKind, RunStatus
+from ..schemas import finish_reason, model_call
 from .common import BadImport, ImportedRun, LabelRecord, Report, Stream, loose_timestamp, new_record, summed, text_of
 
 
@@ -105,7 +106,7 @@ def parse_inspect(log: Any, *, task: str = "") -> tuple[list[ImportedRun], Repor
             span = spans.get(getattr(event, "span_id", "") or "", "")
             if name == "span_begin":
                 spans[event.id] = event.name
-                payload = {"name": event.name, "type": event.type, "inspect_span_id": event.id}
+                payload = {"step": event.name, "name": event.name, "type": event.type, "inspect_span_id": event.id}
                 stream.add(
                     EventKind.STEP_START,
                     ts,
@@ -113,7 +114,8 @@ def parse_inspect(log: Any, *, task: str = "") -> tuple[list[ImportedRun], Repor
                     span=event.name,
                 )
             elif name == "span_end":
-                stream.add(EventKind.STEP_END, ts, {"inspect_span_id": event.id}, span=spans.get(event.id, ""))
+                ended = {"step": spans.get(event.id, ""), "inspect_span_id": event.id}
+                stream.add(EventKind.STEP_END, ts, ended, span=spans.get(event.id, ""))
             elif name == "sample_init":
                 given = _dump(event.sample.input)
                 for message in given if isinstance(given, list) else [{"role": "user", "content": given}]:
@@ -124,18 +126,17 @@ def parse_inspect(log: Any, *, task: str = "") -> tuple[list[ImportedRun], Repor
                 usage = output.usage if output is not None else None
                 completed = _moment(getattr(event, "completed", None), ts)
                 call_model = str(event.model)
-                payload = {
-                    "request": {
-                        "model": call_model,
-                        "messages": _dump(event.input),
-                        "tools": _dump(event.tools),
-                        "tool_choice": _dump(event.tool_choice),
-                        "config": _dump(event.config),
-                    },
-                    "response": _dump(output),
-                    "finish_reason": output.choices[0].stop_reason if output is not None and output.choices else None,
-                    "usage": _dump(usage),
+                request = {
+                    "model": call_model,
+                    "messages": _dump(event.input),
+                    "tools": _dump(event.tools),
+                    "tool_choice": _dump(event.tool_choice),
+                    "config": _dump(event.config),
                 }
+                stop = output.choices[0].stop_reason if output is not None and output.choices else None
+                payload = model_call(
+                    "inspect", request, _dump(output), usage=_dump(usage), finish_reason=finish_reason(stop)
+                )
                 if getattr(event, "error", None):
                     payload["error"] = event.error
                 payload["inspect"] = _rest(

@@ -8,6 +8,7 @@ import shlex
 from typing import Any
 
 from ..models import EventKind, RunKind, RunStatus
+from ..schemas import finish_reason, model_call
 from .common import (
     SHELL_TOOLS,
     BadImport,
@@ -135,13 +136,15 @@ def parse_claude_code(data: bytes, *, task: str = "") -> tuple[list[ImportedRun]
             stream.add(
                 EventKind.MODEL_CALL,
                 ts,
-                {
-                    "response": {k: message.get(k) for k in ("id", "model", "stop_reason", "content") if k in message},
-                    "finish_reason": message.get("stop_reason"),
-                    "usage": usage,
-                    "request_id": line.get("requestId"),
-                    "source": "claude-code session",
-                },
+                model_call(
+                    "anthropic",
+                    None,  # the session log keeps the conversation as lines, not the request as sent
+                    {k: message.get(k) for k in ("id", "model", "stop_reason", "content", "usage") if k in message},
+                    usage=usage,
+                    finish_reason=finish_reason(message.get("stop_reason")),
+                    request_id=line.get("requestId"),
+                    source="claude-code session",
+                ),
                 span=span,
                 model=str(message.get("model") or ""),
                 provider="anthropic",
@@ -331,7 +334,13 @@ def parse_codex(data: bytes, *, task: str = "") -> tuple[list[ImportedRun], Repo
             stream.add(
                 EventKind.MODEL_CALL,
                 stream.events[answer].ts if answer < len(stream.events) else ts,
-                {"response": {"id": payload.get("response_id")}, "usage": usage, "source": "codex session"},
+                model_call(
+                    "responses",
+                    None,
+                    {"id": payload.get("response_id"), "usage": usage},
+                    usage=usage,
+                    source="codex session",
+                ),
                 at=answer,
                 model=model,
                 provider="openai",

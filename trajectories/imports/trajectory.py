@@ -8,6 +8,7 @@ import hashlib
 from pathlib import PurePosixPath
 from typing import Any
 
+from .. import schemas
 from ..actions import EventRecord
 from ..models import FINAL_STATUSES, EventKind, LabelSource, RunKind
 from .common import (
@@ -91,7 +92,8 @@ def _unknown(data: dict[str, Any], known: set[str], where: str, report: Report) 
 
 
 def parse_trajectory(doc: Any) -> tuple[ImportedRun, Report]:
-    """Jetty's trajectory JSON, checked strictly: every malformed part is a ``BadImport``."""
+    """Jetty's trajectory JSON, checked strictly: every malformed part is a ``BadImport``, an event payload that
+    does not fit its kind's schema (``trajectories.schemas``) included."""
     report = Report("trajectory")
     if not isinstance(doc, dict):
         raise BadImport("The body must be a JSON object: a trajectory as `GET /runs/{id}/export` gives it")
@@ -180,6 +182,11 @@ def parse_trajectory(doc: Any) -> tuple[ImportedRun, Report]:
             payload = {**payload, "unmapped": unknown}
             for key in unknown:
                 report.add(f"{where}.{key}", "unknown field", f"payload.unmapped of event {i + 1}")
+        payload = schemas.upgrade(event["kind"], payload)  # an export from an older version reads as today's
+        found = schemas.problem(event["kind"], payload)
+        if found is not None:
+            message = f"`{where}.payload` does not fit a {event['kind']} event: {found}"
+            raise BadImport(message, param=f"{where}.payload")
         record.events.append(
             EventRecord(
                 kind=event["kind"],

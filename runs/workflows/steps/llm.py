@@ -32,7 +32,7 @@ def call_model(ctx: StepContext, model: str, messages: list[Json], **params: Any
         raise StepFailed(str(exc)) from None
     ctx.record(
         "model.call",
-        {"request": answer.request, "response": answer.response, "finish_reason": answer.finish_reason},
+        answer.model_call(),
         model=model,
         provider=answer.provider,
         prompt_tokens=answer.prompt_tokens,
