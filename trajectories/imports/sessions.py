@@ -9,6 +9,7 @@ from typing import Any
 
 from ..models import EventKind, RunKind, RunStatus
 from ..schemas import finish_reason, model_call
+from ..shell import claude_shell_outcome
 from .common import (
     SHELL_TOOLS,
     BadImport,
@@ -50,13 +51,15 @@ class ToolCalls:
         *,
         command: str | None = None,
         command_output: Any = None,
+        blocked: str | None = None,
         span: str = "",
     ) -> None:
         call = self.calls.pop(call_id, {})
         if call.get("name") in SHELL_TOOLS or command is not None:
             shown = command if command is not None else call.get("command", "")
-            shell = {"command": shown, "output": output if command_output is None else command_output}
-            stream.add(EventKind.COMMAND, ts, shell | {"exit_code": exit_code, "ok": ok}, span=span)
+            said = None if blocked is not None else output if command_output is None else command_output
+            shell = {"command": shown, "output": said, "exit_code": exit_code, "ok": ok}
+            stream.add(EventKind.COMMAND, ts, shell | ({"blocked": blocked} if blocked is not None else {}), span=span)
         stream.add(
             EventKind.TOOL_RESULT,
             ts,
@@ -117,9 +120,14 @@ def parse_claude_code(data: bytes, *, task: str = "") -> tuple[list[ImportedRun]
                     continue
                 if block.get("type") == "tool_result":
                     output = text_of(block.get("content"))
-                    ok = not block.get("is_error")
-                    code = 0 if ok else (_exit_code(output) or 1)
-                    tools.result(stream, ts, str(block.get("tool_use_id") or ""), output, ok, code, span=span)
+                    # Claude Code's own wording, as the live adapter reads it: never a guessed exit code.
+                    shell = claude_shell_outcome(output, bool(block.get("is_error")), line.get("toolUseResult"))
+                    ok = shell.blocked is None and shell.exit_code == 0
+                    call_id = str(block.get("tool_use_id") or "")
+                    tools.result(
+                        stream, ts, call_id, output, ok, shell.exit_code,
+                        command_output=shell.output, blocked=shell.blocked, span=span,
+                    )  # fmt: skip
                 elif block.get("type") == "text":
                     stream.add(
                         EventKind.AGENT_MESSAGE, ts, {"role": "user", "content": block.get("text", "")}, span=span
