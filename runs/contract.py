@@ -47,7 +47,8 @@ SHELL_FENCE = re.compile(r"^\s*```+\s*(bash|sh|shell|zsh)\s*$", re.I)
 FENCE_END = re.compile(r"^\s*```+\s*$")
 FAIL_LINE = re.compile(r"^\W*FAIL(?:ED|URE)?\b")
 RESULTS_PREFIXES = ("{{results_dir}}/", "/app/results/", "app/results/", "results/", "./")
-PLACEHOLDER = re.compile(r"<[^<>/]+>|\{\{[^}]*\}\}")
+# Stand-ins for names the agent chooses: `<basename>`, `{{name}}`, `{persona}`, `encounter_NN`, `page-X`.
+PLACEHOLDER = re.compile(r"<[^<>/]+>|\{\{[^}]*\}\}|\{[^{}/]*\}|(?<=[_\-.])(?:N+|X+|#+)(?=[_\-.])")
 MAX_OUTPUT_CHARS = 16_000
 MAX_FILES = 200  # named files checked at most
 
@@ -155,26 +156,18 @@ class Check:
 
 
 def files_present(workspace: Path) -> dict[str, int]:
-    """Size of every regular file under /app/results, keyed ``results/<path>`` (links and the like do not count)."""
-    return {
-        f"results/{entry.path}": entry.size for entry in hostile.walk(workspace, "results") if entry.refused is None
-    }
+    """Size of every regular file under /app but its inputs, keyed by its path there (``results/x.csv``); links,
+    hard links and the like do not count."""
+    return {entry.path: entry.size for entry in hostile.walk(workspace, exclude=("assets",)) if entry.refused is None}
 
 
-def matches(pattern: str, present: dict[str, int], workspace: Path) -> list[tuple[str, int]]:
+def matches(pattern: str, present: dict[str, int]) -> list[tuple[str, int]]:
     if any(c in pattern for c in "*?["):
         return [(path, size) for path, size in present.items() if fnmatch.fnmatchcase(path, pattern)]
-    if pattern in present:
-        return [(pattern, present[pattern])]
-    if not pattern.startswith("results/"):  # elsewhere under /app: looked at on its own
-        try:
-            return [(pattern, len(hostile.read(workspace, pattern, 1)) or 0)]
-        except hostile.Unreadable:
-            return []
-    return []
+    return [(pattern, present[pattern])] if pattern in present else []
 
 
-def check_required(terms: Terms, present: dict[str, int], workspace: Path) -> Check:
+def check_required(terms: Terms, present: dict[str, int]) -> Check:
     if not terms.required:
         why = "the runbook names no required output files" + (
             "" if terms.has_outputs_section else " (it has no REQUIRED OUTPUT FILES section)"
@@ -182,7 +175,7 @@ def check_required(terms: Terms, present: dict[str, int], workspace: Path) -> Ch
         return Check("required_files", True, f"not applicable: {why}", applies=False)
     missing, empty = [], []
     for pattern in terms.required:
-        found = matches(pattern, present, workspace)
+        found = matches(pattern, present)
         if not found:
             missing.append(f"/app/{pattern}")
         elif not any(size > 0 for _, size in found):
@@ -193,7 +186,7 @@ def check_required(terms: Terms, present: dict[str, int], workspace: Path) -> Ch
     return Check("required_files", True, f"all {len(terms.required)} required files exist and are not empty")
 
 
-def check_report(terms: Terms, present: dict[str, int], report: Any, workspace: Path) -> Check:
+def check_report(terms: Terms, present: dict[str, int], report: Any) -> Check:
     listed = any(p.endswith(REPORT_NAME) for p in terms.required)
     if f"results/{REPORT_NAME}" not in present:
         if listed:
@@ -203,7 +196,7 @@ def check_report(terms: Terms, present: dict[str, int], report: Any, workspace: 
     if not problems:
         for name in output_files(report):
             path = workspace_path(name)
-            if path is None or not matches(path, present, workspace):
+            if path is None or not matches(path, present):
                 problems.append(f"its output file {name!r} does not exist")
     if not problems and report.get("overall_passed") is not True:
         problems.append("it says overall_passed is false")
@@ -300,7 +293,7 @@ def check_contract(
     started = time.monotonic()
     terms = terms_of(runbook)
     present = files_present(workspace)
-    checks = [check_required(terms, present, workspace), check_report(terms, present, report, workspace)]
+    checks = [check_required(terms, present), check_report(terms, present, report)]
     checks.append(check_script(terms, sandbox, env, mask))
     return {
         "passed": all(c.passed for c in checks),

@@ -239,12 +239,12 @@ echo not part of the checklist
     assert terms.script == "echo one\n\necho two"
 
 
-def test_a_runbook_without_terms_gets_the_checks_that_apply_and_says_so(tmp_path):
+def test_a_runbook_without_terms_gets_the_checks_that_apply_and_says_so():
     terms = contract.terms_of("---\nversion: 1.0.0\n---\n# Objective\nDo it.\n")
     assert terms.required == [] and terms.script is None
-    check = contract.check_required(terms, {}, tmp_path)
+    check = contract.check_required(terms, {})
     assert check.passed and not check.applies and "no REQUIRED OUTPUT FILES section" in check.message
-    check = contract.check_report(terms, {}, None, tmp_path)
+    check = contract.check_report(terms, {}, None)
     assert check.passed and not check.applies and "no validation report" in check.message
 
 
@@ -407,3 +407,42 @@ def test_the_run_page_shows_the_contract_and_its_event(alice):
     assert "<code>contract_failed</code>" in html
     assert "the platform checks the contract: broken" in html
     assert "✗ required_files: /app/results/chart.png is missing" in html
+
+
+@pytest.mark.parametrize(
+    ("named", "path"),
+    [
+        ("{{results_dir}}/transcripts/encounter_NN.md", "results/transcripts/encounter_*.md"),  # jettyio's own
+        ("{{results_dir}}/{persona}.svg", "results/*.svg"),
+        ("/app/results/FILLED_<basename>.xlsx", "results/FILLED_*.xlsx"),
+        ("/app/output/report.md", "output/report.md"),  # elsewhere under /app
+        ("/etc/passwd", None),  # outside /app: nothing the platform collects
+        ("results/../../etc/passwd", None),
+        ("{{results_dir}}/", None),  # the folder itself
+        ("overall_passed", None),  # a word in backticks, not a file
+    ],
+)
+def test_named_outputs_become_paths_under_app(named, path):
+    assert contract.workspace_path(named) == path
+
+
+def test_required_files_are_looked_for_without_following_links(tmp_path):
+    (tmp_path / "results" / "charts").mkdir(parents=True)
+    (tmp_path / "output").mkdir()
+    (tmp_path / "output" / "report.md").write_text("# report")
+    (tmp_path / "results" / "charts" / "a.png").write_bytes(b"png")
+    (tmp_path / "results" / "empty.csv").write_text("")
+    (tmp_path / "results" / "link.md").symlink_to(tmp_path / "output" / "report.md")
+    (tmp_path / "assets").mkdir()
+    (tmp_path / "assets" / "input.md").write_text("not an output")
+    present = contract.files_present(tmp_path)
+    terms = contract.Terms(required=["output/report.md", "results/charts/*.png"])
+    assert contract.check_required(terms, present).passed
+    for wanted, problem in [
+        ("results/empty.csv", "/app/results/empty.csv is empty"),
+        ("results/link.md", "/app/results/link.md is missing"),  # a link is not the file
+        ("assets/input.md", "/app/assets/input.md is missing"),  # inputs are no outputs
+        ("results/charts/*.svg", "/app/results/charts/*.svg is missing"),
+    ]:
+        check = contract.check_required(contract.Terms(required=[wanted]), present)
+        assert not check.passed and check.message == problem
