@@ -43,10 +43,17 @@ FAILED_CODE = "contract_failed"
 
 REPORT_NAME = "validation_report.json"
 CODE_SPAN = re.compile(r"`([^`\n]+)`")
-SHELL_FENCE = re.compile(r"^\s*```+\s*(bash|sh|shell|zsh)\s*$", re.I)
-FENCE_END = re.compile(r"^\s*```+\s*$")
-FAIL_LINE = re.compile(r"^\W*FAIL(?:ED|URE)?\b")
-RESULTS_PREFIXES = ("{{results_dir}}/", "/app/results/", "app/results/", "results/", "./")
+SHELL_FENCE = re.compile(r"^\s*(```+|~~~+)\s*\{?\.?(bash|sh|shell|zsh)\b[^`]*$", re.I)
+FENCE_END = re.compile(r"^\s*(```+|~~~+)\s*$")
+FAIL_LINE = re.compile(r"^\W*FAIL(?:ED|URES?)?\b")
+ZERO_FAILURES = re.compile(r"^\W*FAIL(?:ED|URES?)?(?:\s+\w+)?\s*[:=]\s*0+\s*$")  # "FAILED: 0" is a count
+ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+# What a script prints when a check in it broke without saying FAIL: an uncaught Python exception, a missing tool.
+BROKE = re.compile(r"^Traceback \(most recent call last\):|: command not found$")
+MAX_FAIL_LINES = 20  # kept to be named; all are counted
+MAX_SCRIPT_BYTES = 100_000  # a verification script longer than this is refused (it goes to the shell as one argument)
+FILE_NAME = re.compile(r"\.[A-Za-z][A-Za-z0-9_]{0,9}$|\*")  # ends in an extension, or is a pattern
+OPTIONAL = re.compile(r"(?<![\w-])optional\b|\(optional|if (?:any|present|needed|applicable)\b", re.I)
 # Stand-ins for names the agent chooses: `<basename>`, `{{name}}`, `{persona}`, `encounter_NN`, `page-X`.
 PLACEHOLDER = re.compile(r"<[^<>/]+>|\{\{[^}]*\}\}|\{[^{}/]*\}|(?<=[_\-.])(?:N+|X+|#+)(?=[_\-.])")
 MAX_OUTPUT_CHARS = 16_000
@@ -68,7 +75,8 @@ def terms_of(runbook: str) -> Terms:
     book, _ = parse(runbook)
     meta = book.frontmatter or {}
     terms = Terms(evaluation=meta.get("evaluation") if isinstance(meta.get("evaluation"), str) else None)
-    outputs = book.part("REQUIRED OUTPUT FILES", "Required outputs")
+    outputs = book.part("REQUIRED OUTPUT FILES")
+    outputs = book.part("Required outputs") if outputs is None else outputs
     if outputs is not None:
         terms.has_outputs_section = True
         terms.required += named_files(outputs)
@@ -85,17 +93,30 @@ def terms_of(runbook: str) -> Terms:
 
 
 def named_files(section: str) -> list[str]:
-    """The files a REQUIRED OUTPUT FILES section names: the first code span of each table row or list item, unless
-    the row says the file is optional."""
+    """The files a REQUIRED OUTPUT FILES section names: in a table, the code span of the column headed File, Path,
+    Output or Name (else the row's first code span); in a list, the item's first code span. A row or item that says
+    the file is optional is left out."""
     found = []
+    column: int | None = None
     for line in section.splitlines():
         stripped = line.strip()
-        row = stripped.startswith("|") and not re.fullmatch(r"[|:\-\s]+", stripped)
+        if re.fullmatch(r"\|?[\s:|-]+\|?", stripped) and "-" in stripped:
+            continue  # a table's separator row
+        row = stripped.startswith("|") or (stripped.count("|") >= 2 and not stripped.startswith(("-", "*", "+")))
         item = re.match(r"^([-*+]|\d+[.)])\s", stripped)
-        if not (row or item) or "optional" in stripped.lower():
+        if not (row or item):
+            column = None
             continue
-        cell = stripped.strip("|").split("|")[0] if row else stripped
-        span = CODE_SPAN.search(cell)
+        if OPTIONAL.search(stripped):
+            continue
+        cells = [c.strip() for c in stripped.strip("|").split("|")] if row else [stripped]
+        if row and column is None and not CODE_SPAN.search(stripped):
+            headed = [i for i, c in enumerate(cells) if re.search(r"\b(file|path|output|name)", c, re.I)]
+            column = headed[0] if headed else None
+            continue
+        chosen = cells[column] if row and column is not None and column < len(cells) else None
+        span = CODE_SPAN.search(chosen) if chosen is not None else None
+        span = span or next((m for c in cells if (m := CODE_SPAN.search(c))), None)
         if span and (path := workspace_path(span.group(1))):
             found.append(path)
     return found
@@ -104,9 +125,9 @@ def named_files(section: str) -> list[str]:
 def workspace_path(name: str) -> str | None:
     """A named output as a path under /app (``results/x``), placeholders as wildcards; None if it names no file."""
     name = name.strip()
-    if not name or any(c.isspace() for c in name) or name.endswith("/"):
+    if not name or "\n" in name or name.endswith("/"):
         return None
-    for prefix in ("/app/results/", "{{results_dir}}/", "$RESULTS_DIR/", "${RESULTS_DIR}/"):
+    for prefix in ("/app/results/", "app/results/", "{{results_dir}}/", "$RESULTS_DIR/", "${RESULTS_DIR}/"):
         if name.startswith(prefix):
             name = "results/" + name[len(prefix) :]
             break
@@ -120,8 +141,8 @@ def workspace_path(name: str) -> str | None:
             name = name if name.startswith("results/") else f"results/{name}"
     name = PLACEHOLDER.sub("*", name)
     parts = name.split("/")
-    if any(p in ("", ".", "..") for p in parts) or ("." not in parts[-1] and "*" not in parts[-1]):
-        return None  # a folder, or a word in backticks rather than a file name
+    if any(p in ("", ".", "..") for p in parts) or not FILE_NAME.search(parts[-1]):
+        return None  # a folder, or words in backticks (`e.g.`, `python3.11`) rather than a file name
     return name
 
 
@@ -196,10 +217,14 @@ def check_report(terms: Terms, present: dict[str, int], report: Any) -> Check:
     if not problems:
         for name in output_files(report):
             path = workspace_path(name)
-            if path is None or not matches(path, present):
+            if path is None or path not in present:  # each a file of its own: a report names no patterns
                 problems.append(f"its output file {name!r} does not exist")
     if not problems and report.get("overall_passed") is not True:
         problems.append("it says overall_passed is false")
+    if not problems:
+        failed = [s["name"] for s in report["stages"] if s["passed"] is False]
+        if failed:
+            problems.append(f"it says overall_passed is true, but its stage(s) {', '.join(failed[:5])} failed")
     if problems:
         return Check("validation_report", False, f"{REPORT_NAME}: " + "; ".join(problems[:5]))
     return Check("validation_report", True, f"{REPORT_NAME} has the documented shape and says it passed")
@@ -240,6 +265,7 @@ def report_problems(report: Any, evaluation: str | None) -> list[str]:
 
 def output_files(report: dict[str, Any]) -> list[str]:
     files = report.get("output_files")
+    files = [files] if isinstance(files, str) else files
     names = []
     for entry in files if isinstance(files, list) else []:
         if isinstance(entry, dict):
@@ -255,13 +281,23 @@ def check_script(terms: Terms, sandbox: Sandbox, env: dict[str, str], mask: Call
         if terms.has_checklist:
             why = "the Final Checklist has no ```bash block"
         return Check("verification_script", True, f"not applicable: {why}", applies=False)
+    if len(terms.script.encode()) > MAX_SCRIPT_BYTES:
+        message = f"the verification script is over {MAX_SCRIPT_BYTES} bytes: the platform runs shorter ones only"
+        return Check("verification_script", False, message)
     timeout = settings.JETTY_CONTRACT_TIMEOUT_S
     execution = sandbox.start_script(terms.script, env, timeout_s=timeout)
     kept: list[str] = []
-    size, failing = 0, []
+    size, failures = 0, 0
+    failing: list[str] = []
+    broke: list[str] = []
     for line in execution.lines():
-        if FAIL_LINE.match(line):
-            failing.append(mask(line.strip())[:300])
+        plain = ANSI.sub("", line)
+        if FAIL_LINE.match(plain) and not ZERO_FAILURES.match(plain):
+            failures += 1
+            if len(failing) < MAX_FAIL_LINES:
+                failing.append(mask(plain).strip()[:300])
+        elif BROKE.search(plain.rstrip()) and len(broke) < MAX_FAIL_LINES:
+            broke.append(mask(plain).strip()[:300])
         if size < MAX_OUTPUT_CHARS:
             kept.append(line)
             size += len(line) + 1
@@ -272,9 +308,11 @@ def check_script(terms: Terms, sandbox: Sandbox, env: dict[str, str], mask: Call
     elif outcome.user_error:
         message = f"the verification script was stopped: {outcome.user_error}"
     elif failing:
-        message = f"the verification script printed {len(failing)} FAIL line(s): " + " | ".join(failing[:3])
+        message = f"the verification script printed {failures} FAIL line(s): " + " | ".join(failing[:3])
     elif outcome.exit_code != 0:
         message = f"the verification script exited with code {outcome.exit_code}"
+    elif broke:
+        message = "a step of the verification script broke without saying FAIL: " + " | ".join(broke[:3])
     else:
         return Check("verification_script", True, "the verification script passed", output=output)
     return Check("verification_script", False, sanitise(message[:2000]), output=output)

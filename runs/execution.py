@@ -16,6 +16,7 @@ import os
 import socket
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +47,7 @@ logger = logging.getLogger(__name__)
 MAX_ARTIFACT_BYTES = 512 * 1024 * 1024
 MAX_ARTIFACTS = 10_000  # a run's result files kept at most
 MAX_ARTIFACT_PATH = 500  # Artifact.path's length
+MAX_REPORT_NESTING = 64  # a validation report's levels of objects and arrays, at most
 MAX_RESULT_FILE_BYTES = 16 * 1024 * 1024  # summary.md and validation_report.json, read into the database
 
 
@@ -96,20 +98,22 @@ def claim(run_id: int) -> tuple[Job, int] | None:
 
 
 class Heartbeat(threading.Thread):
-    """Keeps the claim fresh and notices cancellation while the agent works."""
+    """Keeps the claim fresh and notices cancellation from the agent's start until the contract check's end (the
+    results are collected and checked under the same claim): a cancel kills what the sandbox runs then."""
 
-    def __init__(self, job_id: int, on_cancel):
+    def __init__(self, job_id: int, on_cancel: Callable[[], None]):
         super().__init__(daemon=True, name="jetty-heartbeat")
         self.job_id, self.on_cancel = job_id, on_cancel
         self.stopped = threading.Event()
 
     def run(self) -> None:
+        cancelled = False
         try:
             while not self.stopped.wait(Job.HEARTBEAT_EVERY.total_seconds()):
                 Job.objects.filter(pk=self.job_id).update(heartbeat_at=timezone.now())
-                if Job.objects.filter(pk=self.job_id, cancel_requested=True).exists():
+                if not cancelled and Job.objects.filter(pk=self.job_id, cancel_requested=True).exists():
+                    cancelled = True  # and beating on: the run is still this worker's until it has ended
                     self.on_cancel()
-                    return
         finally:
             close_old_connections()
 
@@ -194,17 +198,17 @@ def run_in_sandbox(run: Run, job: Job, agent: Agent, name: str, host_network: bo
             execution = sandbox.start(argv, {**job.env, **job.secrets, **launch.env})
         except SandboxUnavailable as exc:  # its network could not be attached, say: another attempt may work
             raise PlatformError(f"could not start the sandbox: {exc}") from exc
-        heartbeat = Heartbeat(job.pk, execution.kill)
+        heartbeat = Heartbeat(job.pk, lambda: sandbox.current.kill() if sandbox.current else None)
         heartbeat.start()
         if terms_of(job.runbook).script is not None:
             sandbox.prepare_script()  # the contract check will run the Final Checklist's script
         Timeline(run.pk, agent, sandbox.workspace, Masker(job.secrets)).follow(execution.lines())
         outcome = execution.wait()
         flush_pending_calls(run.pk)  # a call whose answer the agent never read to the end
-        heartbeat.stopped.set()
         collect(run, job, sandbox.workspace, agent.final)
         RunToken.revoke_all(run.pk)  # nothing after the agent may call the gateway as the run
         contract = check_contract_of(run, job, outcome, agent, sandbox)
+        heartbeat.stopped.set()
     finally:
         if heartbeat is not None:
             heartbeat.stopped.set()
@@ -228,6 +232,9 @@ def check_contract_of(run: Run, job: Job, outcome: Outcome, agent: Agent, sandbo
         )
     except SandboxUnavailable as exc:
         raise PlatformError(f"could not run the contract check: {exc}") from exc
+    job.refresh_from_db(fields=["cancel_requested"])
+    if job.cancel_requested:  # cancelled while it was checked: the verdict is of a run that will not end on it
+        return None
     record_contract(run, verdict)
     return verdict
 
@@ -265,6 +272,7 @@ def collect(run: Run, job: Job, workspace: Path, final_answer: str | None) -> No
     skipped: list[str] = []
     room = storage_room(run.org_id)
     kept = 0
+    job.validation = None  # an earlier attempt's report is not this one's
     for entry in hostile.walk(workspace, "results"):
         if kept >= MAX_ARTIFACTS:
             skipped.append(f"/app/results holds more than {MAX_ARTIFACTS} files: the rest were not kept")
@@ -332,7 +340,20 @@ def parse_validation_report(data: bytes) -> dict[str, Any]:
         return {"error": f"validation_report.json is not valid JSON: {str(exc)[:200]}"}
     if not isinstance(report, dict):
         return {"error": "validation_report.json is not a JSON object"}
+    if nesting(report) > MAX_REPORT_NESTING:
+        return {"error": f"validation_report.json nests deeper than {MAX_REPORT_NESTING} levels"}
     return storable(report)
+
+
+def nesting(value: Any) -> int:
+    """How deep a parsed JSON value nests, found without recursion (a hostile one may nest thousands deep)."""
+    deepest, pending = 0, [(value, 1)]
+    while pending:
+        item, depth = pending.pop()
+        deepest = max(deepest, depth)
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else ()
+        pending.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+    return deepest
 
 
 def not_kept(run: Run, message: str, code: str = "") -> None:

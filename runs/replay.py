@@ -186,6 +186,7 @@ def start_replay(
         collection_id=source.collection_id,
         file_paths=list(job.file_paths),
         env=dict(job.env),
+        contract_mode=job.contract_mode,
     )
     spec = {
         "source": source.public_id,

@@ -74,9 +74,13 @@ class Runbook:
     sections: list[Section]
 
     def section(self, *names: str) -> Section | None:
-        """The first section whose title contains one of the names (case-insensitive)."""
+        """The first section whose title starts with one of the names (case-insensitive, after any numbering or
+        emoji), else the first whose title contains one: "## Notes before the Final Checklist" is not the checklist
+        when there is one."""
         wanted = [n.lower() for n in names]
-        return next((s for s in self.sections if any(n in s.title.lower() for n in wanted)), None)
+        titles = [(s, re.sub(r"^[\W\d_]+", "", s.title.lower())) for s in self.sections]
+        starting = next((s for s, t in titles if any(t.startswith(n) for n in wanted)), None)
+        return starting or next((s for s, t in titles if any(n in t for n in wanted)), None)
 
     def part(self, *names: str) -> str | None:
         """The text of the first section named like ``section`` with its subsections (a `### Verification

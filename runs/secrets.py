@@ -12,6 +12,8 @@ class Masker:
 
     def __init__(self, secrets: dict[str, str] | None = None):
         pairs = [(v, f"[secret:{k}]") for k, v in (secrets or {}).items() if isinstance(v, str)]
+        # A value stored with a trailing newline or space shows without it once printed, split into lines or stripped.
+        pairs += [(v.strip(), label) for v, label in pairs if v.strip() != v]
         # Longer values first, so a secret containing another is masked whole.
         self.pairs = sorted((p for p in pairs if len(p[0]) >= MIN_MASKED_CHARS), key=lambda p: -len(p[0]))
 

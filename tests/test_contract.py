@@ -446,3 +446,114 @@ def test_required_files_are_looked_for_without_following_links(tmp_path):
     ]:
         check = contract.check_required(contract.Terms(required=[wanted]), present)
         assert not check.passed and check.message == problem
+
+
+# What the outside check found, each kept found.
+
+
+def test_a_long_check_keeps_the_claim_the_sweeper_takes_nothing_over(alice_client, jetty, worker):
+    """The heartbeat beats through collecting and checking: a check longer than the stall window (6 s in tests)
+    is not taken for a dead worker, and the run ends once, on its verdict."""
+    from runs.models import Job
+    from runs.tasks import sweep_runs
+
+    slow = runbook(outputs=OUT, steps=WRITE, checklist=VERIFY + "\nsleep 9")
+    run_id = start_async(alice_client, slow, agent="jetty-agent", network="off", template_variables={})
+    while Run.objects.get(public_id=run_id).status not in ("succeeded", "failed"):
+        sweep_runs()  # as beat would, every moment of the run
+        import time
+
+        time.sleep(0.5)
+    run = final_run(run_id)
+    assert run.status == "succeeded", run.error
+    assert Job.objects.get(run=run).attempts == 1
+    assert run.events.filter(kind="run.state", payload__status__in=["succeeded", "failed"]).count() == 1
+
+
+def test_fail_lines_are_counted_not_hoarded_and_secrets_stay_masked_however_printed(sandbox):
+    many = script_check(sandbox, "yes 'FAIL: again' | head -n 200000")
+    assert not many.passed and "printed 200000 FAIL line(s)" in many.message
+    secret = "sk-live-TRAILING-NL-0123456789\n"
+    leaked = script_check(sandbox, 'echo "FAIL: the key $API_KEY was refused"', {"API_KEY": secret}, "")
+    assert "sk-live-TRAILING" in leaked.message  # without a Masker it is printed: the next line proves the mask
+    masked = contract.check_script(
+        contract.Terms(script='echo "FAIL: the key $API_KEY was refused  "', has_checklist=True),
+        sandbox,
+        {"API_KEY": secret},
+        Masker({"API_KEY": secret}),
+    )
+    assert "sk-live-TRAILING" not in masked.message + (masked.output or "")
+    assert "[secret:API_KEY]" in masked.message
+
+
+@pytest.mark.parametrize(
+    ("script", "passes", "said"),
+    [
+        ('echo "FAILED: 0"; echo "↳ FAILED tests: 0"; echo "FAILURES = 0"', True, "passed"),
+        ("printf '\\033[31mFAIL\\033[0m chart missing\\n'", False, "FAIL chart missing"),
+        ("python3 -c 'assert 1 == 2'; echo '=== VERIFICATION COMPLETE ==='", False, "broke without saying FAIL"),
+        ("no-such-tool --check; echo done", False, "no-such-tool: command not found"),
+    ],
+)
+def test_failures_are_read_as_scripts_print_them(sandbox, script, passes, said):
+    check = script_check(sandbox, script)
+    assert check.passed is passes and said in check.message, check
+
+
+def test_an_oversized_script_is_a_verdict_not_a_crash(sandbox):
+    check = script_check(sandbox, "echo hi\n" * 20_000)
+    assert not check.passed and "over 100000 bytes" in check.message
+
+
+def test_a_deeply_nested_report_is_refused_with_a_reason():
+    from runs.execution import parse_validation_report
+
+    deep = b'{"a": ' * 500 + b"1" + b"}" * 500
+    assert parse_validation_report(deep) == {"error": "validation_report.json nests deeper than 64 levels"}
+
+
+def test_tables_lists_and_sections_are_read_as_people_write_them():
+    text = """---
+version: 1.0.0
+---
+## Required outputs overview
+Everything below.
+
+## REQUIRED OUTPUT FILES
+| # | File | Notes |
+|---|------|-------|
+| 1 | `{{results_dir}}/report.md` | the report, non-optional |
+| 2 | `app/results/data.csv` | plain |
+| 3 | `errors.log` | optional |
+| 4 | `Final Report.docx` | with a space |
+- `e.g.` and `python3.11` are no files
+- `notes.md`, if any
+
+## Notes before the Final Checklist
+```bash
+echo not this
+```
+
+## Final Checklist
+~~~bash
+echo tilde
+~~~
+```bash title="verify.sh"
+echo titled
+```
+"""
+    terms = contract.terms_of(text)
+    assert terms.required == ["results/report.md", "results/data.csv", "results/Final Report.docx"]
+    assert terms.script == "echo tilde\n\necho titled"
+
+
+def test_a_report_that_contradicts_itself_or_names_patterns_fails():
+    stages = [{"name": "a", "passed": True, "message": ""}, {"name": "b", "passed": False, "message": "x"}]
+    report = {"version": "1", "overall_passed": True, "stages": stages, "output_files": "results.csv"}
+    present = {"results/validation_report.json": 10, "results/results.csv": 3}
+    terms = contract.Terms(required=["results/validation_report.json"])
+    check = contract.check_report(terms, present, report)
+    assert not check.passed and "its stage(s) b failed" in check.message
+    report = {**report, "stages": stages[:1], "output_files": ["*"]}
+    check = contract.check_report(terms, present, report)
+    assert not check.passed and "'*' does not exist" in check.message

@@ -231,7 +231,7 @@ def test_an_agent_run_and_its_files_round_trip_into_another_org(alice_api, alice
         ]  # fmt: skip
 
     assert back["events"] == without_blobs(doc["events"]) and back["labels"] == doc["labels"]
-    assert back["run"]["contract"] == doc["run"]["contract"] and back["run"]["error_code"] == ""
+    assert back["run"]["contract"] == {**doc["run"]["contract"], "imported": True} and back["run"]["error_code"] == ""
 
     def files(d):
         return [{k: v for k, v in a.items() if k != "url"} for a in d["artifacts"]]

@@ -98,7 +98,8 @@ def parse(request: ChatRequest, caller: Caller) -> AgentRequest:
             )
     contract_mode = contract.parse_mode(jetty.get("contract"), runbook)
     if contract_mode is None:
-        raise _bad("`jetty.contract` must be `enforce` (the default) or `report`", "jetty.contract")
+        whose = "`jetty.contract`" if "contract" in jetty else "The runbook's frontmatter `contract`"
+        raise _bad(f"{whose} must be `enforce` (the default) or `report`", "jetty.contract")
     key = jetty.get("idempotency_key") or ""
     if not isinstance(key, str) or len(key) > 200:
         raise _bad("`jetty.idempotency_key` must be a string of at most 200 characters", "jetty.idempotency_key")

@@ -13,7 +13,7 @@ import threading
 import time
 from abc import ABC, abstractmethod
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -85,6 +85,7 @@ class Execution(ABC):
 
     def __init__(self, sandbox: Sandbox):
         self.sandbox = sandbox
+        sandbox.current = self  # what a cancel kills now
         self.started = time.monotonic()
         self.timed_out = self.disk_exceeded = self.pids_exceeded = self.memory_exceeded = self.killed = False
         self._watch = threading.Thread(target=self._watchdog, daemon=True)
@@ -163,6 +164,7 @@ class Sandbox(ABC):
     gid: int
 
     def __init__(self, spec: SandboxSpec, root: Path):
+        self.current: Execution | None = None  # the process running in it now (the agent, then a check)
         self.spec = spec
         self.root = root / spec.name
         self.workspace = self.root / "app"
@@ -248,6 +250,22 @@ class Sandbox(ABC):
 
     def __exit__(self, *exc: object) -> None:
         self.destroy()
+
+
+def lines_of(chunks: Iterable[bytes]) -> Iterator[str]:
+    """Lines from a stream of byte chunks, in time linear in its size however long a line is (a sandbox may print
+    one line of hundreds of megabytes)."""
+    pending = bytearray()
+    for chunk in chunks:
+        start = 0
+        while (end := chunk.find(b"\n", start)) != -1:
+            pending += chunk[start:end]
+            yield pending.decode("utf-8", errors="replace")
+            pending.clear()
+            start = end + 1
+        pending += chunk[start:]
+    if pending:
+        yield pending.decode("utf-8", errors="replace")
 
 
 def script_command(script: str) -> list[str]:

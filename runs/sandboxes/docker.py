@@ -22,7 +22,7 @@ from docker.errors import DockerException, ImageNotFound, NotFound
 from docker.types import Mount
 
 from . import cgroups
-from .base import GATEWAY_SOCKET, Execution, Outcome, Sandbox, SandboxSpec, SandboxUnavailable, script_command
+from .base import GATEWAY_SOCKET, Execution, Outcome, Sandbox, SandboxSpec, SandboxUnavailable, lines_of, script_command
 from .bubblewrap import host_user
 from .cgroups import event_count, read_count
 from .network import SandboxNetwork, waiting_for_network
@@ -226,14 +226,7 @@ class DockerExecution(Execution):
         self._begin_watch()
 
     def lines(self) -> Iterator[str]:
-        buffer = b""
-        for piece in self.container.logs(stream=True, follow=True, stdout=True, stderr=False):
-            buffer += piece
-            *complete, buffer = buffer.split(b"\n")
-            for raw in complete:
-                yield raw.decode("utf-8", errors="replace")
-        if buffer:
-            yield buffer.decode("utf-8", errors="replace")
+        return lines_of(self.container.logs(stream=True, follow=True, stdout=True, stderr=False))
 
     def wait(self) -> Outcome:
         for _ in self.lines():
@@ -265,14 +258,7 @@ class DockerScriptExecution(Execution):
         self._begin_watch()
 
     def lines(self) -> Iterator[str]:
-        buffer = b""
-        for piece in self.stream:
-            buffer += piece
-            *complete, buffer = buffer.split(b"\n")
-            for raw in complete:
-                yield raw.decode("utf-8", errors="replace")
-        if buffer:
-            yield buffer.decode("utf-8", errors="replace")
+        return lines_of(self.stream)
 
     def wait(self) -> Outcome:
         for _ in self.lines():

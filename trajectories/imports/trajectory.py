@@ -136,6 +136,8 @@ def parse_trajectory(doc: Any) -> tuple[ImportedRun, Report]:
         and isinstance(contract.get("checks"), list)
     ):
         raise BadImport("`run.contract` must be null or an object with `passed` and `checks`", param="run.contract")
+    if contract is not None:  # kept as the run's record says, never shown as this platform's own check
+        contract = {**contract, "imported": True}
     if "created" not in header:
         raise BadImport("`run.created` is required", param="run.created")
     created = timestamp(header["created"], "run.created")
