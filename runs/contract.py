@@ -226,7 +226,8 @@ def check_report(terms: Terms, present: dict[str, int], report: Any) -> Check:
         if failed:
             problems.append(f"it says overall_passed is true, but its stage(s) {', '.join(failed[:5])} failed")
     if problems:
-        return Check("validation_report", False, f"{REPORT_NAME}: " + "; ".join(problems[:5]))
+        said = "; ".join(problems[:5])
+        return Check("validation_report", False, said if said.startswith(REPORT_NAME) else f"{REPORT_NAME}: {said}")
     return Check("validation_report", True, f"{REPORT_NAME} has the documented shape and says it passed")
 
 
@@ -235,7 +236,7 @@ def report_problems(report: Any, evaluation: str | None) -> list[str]:
     if not isinstance(report, dict):
         return ["it could not be read"]
     if "error" in report and len(report) == 1:
-        return [str(report["error"]).removeprefix(f"{REPORT_NAME} ")]
+        return [str(report["error"])]  # why it could not be read, as collecting it said: "validation_report.json …"
     problems = []
     if "version" not in report:
         problems.append("no `version`")

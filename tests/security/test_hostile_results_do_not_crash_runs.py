@@ -34,7 +34,9 @@ HOSTILE = runbook(
 def test_hostile_names_and_reports_end_as_the_agents_doing(alice, alice_client, jetty, each_backend_worker):
     backend = each_backend_worker.backend
     run = final_run(start_async(alice_client, runbook=HOSTILE, template_variables={}, task="hostile-results"), 120)
-    assert run.status == "succeeded", (backend, run.status, run.error_kind, run.error)
+    # The agent's doing: its report is no JSON, so its contract is broken; a user error, never a platform fault.
+    assert (run.status, run.error_kind, run.error_code) == ("failed", "user", "contract_failed"), (backend, run.error)
+    assert "validation_report: validation_report.json is not valid JSON" in run.error
     assert_clean_trajectory(run)
     kept = set(run.artifacts.values_list("path", flat=True))
     assert {"@", "ok.txt"} <= kept, (backend, kept)
