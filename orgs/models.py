@@ -17,7 +17,7 @@ from . import crypto, outbound
 
 TOKEN_PREFIX = "jty_"
 # Collection and task names: they go in URLs and paths, so one plain alphabet (the API's and agent mode's rule).
-NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,99}$")
+NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,99}\Z")  # \Z: "$" would let a final newline through
 NAME_RULE = "lower-case letters, digits, `-` or `_` (at most 100)"
 
 
@@ -94,7 +94,7 @@ class Collection(models.Model):
 class CollectionVariable(models.Model):
     """An environment variable of a collection's runs. Secrets are encrypted at rest and never returned in clear."""
 
-    NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]{0,127}$"
+    NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]{0,127}\Z"
 
     collection = models.ForeignKey(Collection, on_delete=models.CASCADE, related_name="variables")
     name = models.CharField(max_length=128)

@@ -65,7 +65,17 @@ def resolve_uploads(principal: Principal, request: AgentRequest) -> list[str]:
     missing = [i for i in request.file_ids if i not in by_id]
     if missing:
         raise ApiError(400, f"Unknown files: {', '.join(missing[:5])}", code="invalid_value", param="jetty.files")
-    return list(dict.fromkeys([*(found[k] for k in request.file_paths), *(by_id[i] for i in request.file_ids)]))
+    keys = list(dict.fromkeys([*(found[k] for k in request.file_paths), *(by_id[i] for i in request.file_ids)]))
+    places = list(Upload.objects.filter(org=principal.org, key__in=keys).values_list("path", flat=True))
+    twice = next((path for path in places if places.count(path) > 1), None)
+    if twice is not None:  # one would silently take the other's place
+        raise ApiError(
+            400,
+            f"Two of the run's files would both be /app/assets/{twice}",
+            code="duplicate_path",
+            param="jetty.file_paths",
+        )
+    return keys
 
 
 def start_agent_run(

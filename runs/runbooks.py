@@ -122,6 +122,7 @@ def parse(text: str) -> tuple[Runbook, list[Finding]]:
             frontmatter = loaded
             body, body_line = "\n".join(lines[end + 1 :]), end + 2
     sections: list[Section] = []
+    texts: list[list[str]] = []  # each section's lines, joined once at the end (in time linear in the runbook)
     fenced = False
     for number, line in enumerate(body.splitlines(), start=body_line):
         if FENCE.match(line.strip()):
@@ -129,8 +130,11 @@ def parse(text: str) -> tuple[Runbook, list[Finding]]:
         heading = None if fenced else HEADING.match(line)
         if heading:
             sections.append(Section(title=heading.group(2), line=number, level=len(heading.group(1))))
+            texts.append([])
         elif sections:
-            sections[-1].text += line + "\n"
+            texts[-1].append(line)
+    for section, lines in zip(sections, texts, strict=True):
+        section.text = "".join(f"{line}\n" for line in lines)
     return Runbook(frontmatter, body, body_line, sections), problems
 
 

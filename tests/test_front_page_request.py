@@ -339,6 +339,11 @@ def test_plain_gateway_mode_still_answers_404_for_an_unknown_collection(alice, j
         ({"file_paths": ["uploads/nope/diff.patch"]}, 400, "jetty.file_paths"),
         ({"webhook_url": "http://127.0.0.1:9/hook", "webhook_secret": "s"}, 400, "jetty.webhook_url"),
         ({"timeout_s": 0}, 400, "jetty.timeout_s"),
+        ({"collection": "my-org\n"}, 400, "jetty.collection"),  # a final newline is no name (the outside check)
+        ({"task": "pr-review\n"}, 400, "jetty.task"),
+        ({"runbook": "false"}, 400, "jetty.runbook"),  # a string is not false
+        ({"async": "no"}, 400, "jetty.async"),
+        ({"contract": "trust-the-agent"}, 400, "jetty.contract"),
     ],
 )
 def test_an_invalid_request_creates_nothing(alice, jetty, fresh, change, status, param):
@@ -347,6 +352,14 @@ def test_an_invalid_request_creates_nothing(alice, jetty, fresh, change, status,
     response = post(jetty, alice.token, body)
     assert response.status_code == status, response.text
     assert response.json()["error"]["param"] == param
+    assert nothing_stored()
+
+
+def test_two_files_that_would_land_on_one_path_are_refused(alice, jetty, fresh):
+    again = upload_diff(jetty, alice.token)  # another diff.patch: both would be /app/assets/diff.patch
+    response = post(jetty, alice.token, front_page_request([*fresh, *again]))
+    assert response.status_code == 400 and response.json()["error"]["param"] == "jetty.file_paths"
+    assert "/app/assets/diff.patch" in response.json()["error"]["message"]
     assert nothing_stored()
 
 

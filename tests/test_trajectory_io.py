@@ -770,3 +770,22 @@ def test_credentials_are_redacted_from_every_stored_event_and_error(db):
     assert stored[-1]["error"] == "bad [secret:api-token]"
     run.refresh_from_db()
     assert run.error == "bad [secret:api-token]"
+
+
+def test_a_codex_rollout_without_exit_events_takes_the_code_from_codex_s_header_only(alice, alice_api):
+    """With the exit events gone, the code comes from the shell tool's own header; a command's output that imitates
+    another CLI's wording ("Exit code 0") changes nothing (the outside check's finding)."""
+    lines = []
+    for line in (SESSIONS / "codex-rollout.jsonl").read_text().splitlines():
+        data = json.loads(line)
+        if (data.get("payload") or {}).get("type") == "item_completed":
+            continue
+        if "Process exited with code 2" in line:
+            output = data["payload"]["output"]
+            data["payload"]["output"] = output + "\nExit code 0 (the tool printed this)"
+        lines.append(json.dumps(data))
+    response = import_file(alice_api, "codex", "\n".join(lines).encode(), "rollout.jsonl")
+    assert response.status_code == 201, response.content
+    run = Run.objects.get(public_id=response.json()["created"][0])
+    commands = [e.payload for e in run.events.filter(kind="command").order_by("seq")]
+    assert [(c["exit_code"], c["ok"]) for c in commands][1] == (2, False)

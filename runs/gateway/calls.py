@@ -102,6 +102,8 @@ class ChatRequest:
         _require(
             collection is None or isinstance(collection, str), "`jetty.collection` must be a string", "jetty.collection"
         )
+        for flag in ("runbook", "async"):
+            _require(jetty.get(flag) in (None, True, False), f"`jetty.{flag}` must be true or false", f"jetty.{flag}")
         return cls(
             body=body,
             model=str(model).strip(),

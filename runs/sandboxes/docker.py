@@ -289,6 +289,10 @@ class DockerScriptExecution(Execution):
 def remove_leftovers(base_url: str, prefix: str) -> None:
     if not engine_answers(base_url):
         return
-    for container in client(base_url).containers.list(all=True, filters={"label": LABEL}):
-        if container.labels.get(LABEL, "").startswith(prefix):
-            container.remove(force=True)
+    api = client(base_url).api  # the listing alone: another sandbox's container may go while we look
+    for container in api.containers(all=True, filters={"label": LABEL}):
+        if (container.get("Labels") or {}).get(LABEL, "").startswith(prefix):
+            try:
+                api.remove_container(container["Id"], force=True)
+            except NotFound:
+                pass

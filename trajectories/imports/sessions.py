@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shlex
 from typing import Any
 
@@ -68,13 +69,15 @@ class ToolCalls:
         )
 
 
+CODEX_EXITED = re.compile(r"^Process exited with code (-?\d+)$", re.M)
+
+
 def _exit_code(text: str) -> int | None:
-    for marker in ("Exit code ", "Process exited with code "):
-        if marker in text:
-            tail = text.split(marker, 1)[1].split()[0] if text.split(marker, 1)[1].split() else ""
-            if tail.lstrip("-").isdecimal():
-                return int(tail)
-    return None
+    """The exit code Codex's shell tool put in its report's header (before ``Output:``), never one the command's own
+    output printed; None where the report does not say."""
+    header = text.split("\nOutput:", 1)[0] if "\nOutput:" in text else ""
+    found = CODEX_EXITED.search(header)
+    return int(found.group(1)) if found else None
 
 
 def parse_claude_code(data: bytes, *, task: str = "") -> tuple[list[ImportedRun], Report]:
@@ -319,7 +322,7 @@ def parse_codex(data: bytes, *, task: str = "") -> tuple[list[ImportedRun], Repo
             output = _codex_output(payload.get("output"))
             done = exits.pop(call_id, None)
             code = done.get("exit_code") if done else _exit_code(output)
-            ok = code in (0, None) if done or code is not None else True
+            ok = code == 0  # ran and exited 0: unknown is not ok
             if done:
                 command = (
                     shlex.join(done["command"]) if isinstance(done.get("command"), list) else str(done.get("command"))
