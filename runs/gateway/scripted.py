@@ -129,7 +129,9 @@ class Turn:
         system = next((t for role, t in texts if role in ("system", "developer")), "")
         blocks = runbook_blocks(tagged if tagged is not None else system)
         shell = shell_tool(tools)
-        if not blocks or shell is None:
+        # An agent CLI's mission with no bash block ("You are a code reviewer..."): the summary, then done. Calling
+        # the first tool offered instead sent Claude Code into its Agent tool, asking itself without end.
+        if shell is None or (not blocks and tagged is None):
             return False
         done = sum(1 for m in self.messages if m.get("role") == "tool")
         if done < len(blocks):
